@@ -1,0 +1,191 @@
+<?xml version="1.0" encoding="utf-8"?>
+<!-- rucio/rucio: files of a Rucio data lake, published to the VO.
+
+The table is fed from Rucio's POSTGRES_JSON did-meta table (see
+rucio_rd.metadata); the cone service is the notebook's
+/rucio/rucio/cone/scs.xml.  All logic lives in the rucio_rd package; the
+inline code here only calls into it. -->
+<resource schema="rucio" resdir=".">
+	<meta name="creationDate">2026-11-26T00:00:00Z</meta>
+	<meta name="title">Rucio Data Lake Files</meta>
+	<meta name="description">
+		Files registered in a Rucio data lake whose metadata carries a sky
+		position, with a DataLink access URL per file.  The DataLink service
+		returns the replica nearest to the client together with the SODA
+		services of the site that holds it.
+	</meta>
+	<!-- subjects are UAT concepts (http://www.ivoa.net/rdf/uat) -->
+	<meta name="subject">radio-astronomy</meta>
+	<meta name="subject">sky-surveys</meta>
+	<meta name="creator.name">rucio_rd</meta>
+	<meta name="contentLevel">Research</meta>
+	<meta name="type">Archive</meta>
+	<meta name="coverage.waveband">Radio</meta>
+	<meta name="source">Rucio did metadata (POSTGRES_JSON plugin)</meta>
+
+	<table id="main" onDisk="True" adql="True" primary="did">
+		<meta name="description">
+			One row per Rucio file (DID) whose metadata has s_ra, s_dec and
+			access_url; the access_url points to this server's DataLink service.
+		</meta>
+		<mixin>//scs#pgs-pos-index</mixin>
+		<mixin
+			calib_level="calib_level"
+			dataproduct_type="dataproduct_type"
+			obs_collection="COALESCE(obs_collection, scope)"
+			obs_id="COALESCE(obs_id, did)"
+			obs_title="COALESCE(target_name, obs_id, did)"
+			obs_publisher_did="'ivo://\getConfig{ivoa}{authority}/~?rucio/' || did"
+			access_url="access_url"
+			access_format="access_format"
+			access_estsize="access_estsize"
+			target_name="target_name"
+			s_ra="s_ra"
+			s_dec="s_dec"
+			s_fov="s_fov"
+			s_region="NULL"
+			t_min="t_min"
+			t_max="t_max"
+			em_min="em_min"
+			em_max="em_max"
+			facility_name="facility_name"
+			instrument_name="instrument_name"
+			preview="NULL">//obscore#publish</mixin>
+
+		<column name="did" type="text" ucd="meta.id;meta.main"
+			tablehead="DID" verbLevel="1" required="True"
+			description="Rucio data identifier, scope:name; the ID the DataLink service takes."/>
+		<column name="scope" type="text" ucd="meta.id"
+			tablehead="Scope" verbLevel="20" required="True"
+			description="Rucio scope of the file."/>
+		<column name="name" type="text" ucd="meta.id"
+			tablehead="Name" verbLevel="20" required="True"
+			description="Rucio name of the file within its scope."/>
+		<column name="obs_id" type="text" ucd="meta.id"
+			tablehead="Obs. ID" verbLevel="1"
+			description="Observation (or data set) identifier from the file's metadata."/>
+		<column name="s_ra" type="double precision" unit="deg"
+			ucd="pos.eq.ra;meta.main" tablehead="RA" verbLevel="1" required="True"
+			description="ICRS right ascension of the centre of the file's footprint."/>
+		<column name="s_dec" type="double precision" unit="deg"
+			ucd="pos.eq.dec;meta.main" tablehead="Dec" verbLevel="1" required="True"
+			description="ICRS declination of the centre of the file's footprint."/>
+		<column name="s_fov" type="double precision" unit="deg"
+			ucd="phys.angSize;instr.fov" tablehead="FoV" verbLevel="20"
+			description="Diameter of the region covered, where the metadata gives it."/>
+		<column name="access_url" type="text" ucd="meta.ref.url"
+			tablehead="Access" verbLevel="1" required="True"
+			description="Where to get the file: this server's DataLink document for the DID."/>
+		<column name="access_format" type="text" ucd="meta.code.mime"
+			tablehead="Format" verbLevel="1"
+			description="MIME type of what access_url returns (a DataLink document)."/>
+		<column name="access_estsize" type="bigint" unit="kbyte"
+			ucd="phys.size;meta.file" tablehead="Size" verbLevel="15"
+			description="Estimated size of the file in kilobytes.">
+			<values nullLiteral="-1"/>
+		</column>
+		<column name="content_type" type="text" ucd="meta.code.mime"
+			tablehead="File type" verbLevel="15"
+			description="MIME type of the file itself."/>
+		<column name="content_length" type="bigint" unit="byte"
+			ucd="phys.size;meta.file" tablehead="Bytes" verbLevel="15"
+			description="Size of the file in bytes.">
+			<values nullLiteral="-1"/>
+		</column>
+		<column name="dataproduct_type" type="text" ucd="meta.code.class"
+			tablehead="Type" verbLevel="15"
+			description="ObsCore data product type (image, cube, ...), where known."/>
+		<column name="calib_level" type="smallint" ucd="meta.code;obs.calib"
+			tablehead="Calib." verbLevel="20"
+			description="ObsCore calibration level (0..4), where known.">
+			<values nullLiteral="-1"/>
+		</column>
+		<column name="obs_collection" type="text" ucd="meta.id"
+			tablehead="Collection" verbLevel="20"
+			description="Collection the file belongs to; defaults to the Rucio scope in ObsCore."/>
+		<column name="target_name" type="text" ucd="meta.id;src"
+			tablehead="Target" verbLevel="15"
+			description="Name of the observed target, where known."/>
+		<column name="facility_name" type="text" ucd="meta.id;instr.tel"
+			tablehead="Facility" verbLevel="20"
+			description="Observatory or facility, where known."/>
+		<column name="instrument_name" type="text" ucd="meta.id;instr"
+			tablehead="Instrument" verbLevel="20"
+			description="Instrument, where known."/>
+		<column name="t_min" type="double precision" unit="d"
+			ucd="time.start;obs.exposure" tablehead="Start" verbLevel="20"
+			description="Start of the observation as MJD, where known."/>
+		<column name="t_max" type="double precision" unit="d"
+			ucd="time.end;obs.exposure" tablehead="End" verbLevel="20"
+			description="End of the observation as MJD, where known."/>
+		<column name="em_min" type="double precision" unit="m"
+			ucd="em.wl;stat.min" tablehead="λ min" verbLevel="20"
+			description="Shortest wavelength covered, where known."/>
+		<column name="em_max" type="double precision" unit="m"
+			ucd="em.wl;stat.max" tablehead="λ max" verbLevel="20"
+			description="Longest wavelength covered, where known."/>
+	</table>
+
+	<!-- The import reads Rucio's POSTGRES_JSON metadata table (configured
+	in rucio_rd.toml, [metadata] dsn and table).  Records without usable
+	s_ra, s_dec or access_url are skipped and reported; DaCHS runs the
+	whole import in one transaction, so a failed import leaves the
+	published rows as they were. -->
+	<data id="import">
+		<sources item="rucio-did-metadata"/>
+		<embeddedGrammar>
+			<iterator>
+				<code>
+					from rucio_rd import dachs_import
+					yield from dachs_import.iterate_rows()
+				</code>
+			</iterator>
+		</embeddedGrammar>
+		<make table="main">
+			<rowmaker idmaps="*"/>
+		</make>
+	</data>
+
+	<service id="cone" allowed="form,scs.xml">
+		<meta name="title">Rucio Data Lake Cone Search</meta>
+		<meta name="shortName">Rucio cone</meta>
+		<meta name="description">
+			Finds files of the Rucio data lake by position.  Each row's
+			access_url is a DataLink document giving the replica nearest to you.
+		</meta>
+		<meta name="testQuery.ra">53.75308</meta>
+		<meta name="testQuery.dec">-24.93365</meta>
+		<meta name="testQuery.sr">0.1</meta>
+		<publish render="scs.xml" sets="ivo_managed"/>
+		<publish render="form" sets="ivo_managed,local"/>
+		<scsCore queriedTable="main">
+			<FEED source="//scs#coreDescs"/>
+		</scsCore>
+	</service>
+
+	<regSuite title="rucio cone search">
+		<regTest title="The Eridanus cone finds the demo's Eridanus files">
+			<url RA="53.75308" DEC="-24.93365" SR="1">cone/scs.xml</url>
+			<code>
+				self.assertHasStrings("Eridanus_full_image",
+					"application/x-votable+xml;content=datalink")
+				rows = self.getVOTableRows()
+				self.assertTrue(len(rows) >= 2, "expected both Eridanus files")
+				for row in rows:
+					self.assertTrue(abs(row["s_ra"] - 53.75308) &lt; 1.5)
+			</code>
+		</regTest>
+		<regTest title="A cone far from all demo files is empty">
+			<url RA="200.0" DEC="-80.0" SR="0.001">cone/scs.xml</url>
+			<code>
+				self.assertEqual(len(self.getVOTableRows()), 0)
+			</code>
+		</regTest>
+		<regTest title="SCS rejects a missing radius with an error document">
+			<url RA="53.75308" DEC="-24.93365">cone/scs.xml</url>
+			<code>
+				self.assertHasStrings("INFO", "ERROR")
+			</code>
+		</regTest>
+	</regSuite>
+</resource>

@@ -1,0 +1,221 @@
+"""The plugin's one source of configuration: a TOML file plus environment overrides.
+
+The file is found at ``$RUCIO_RD_CONFIG`` or, inside DaCHS, at
+``<rootDir>/etc/rucio_rd.toml``.  Any key can be overridden by an
+environment variable ``RUCIO_RD_<SECTION>_<KEY>`` (upper case), which is how
+secrets reach a deployment without being written into the file.
+
+Everything is validated when loaded; an error names the bad key and says what
+was expected.  This module reads files and the environment only: it never
+opens a connection.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "ConfigError",
+    "GeoIPSettings",
+    "MetadataSettings",
+    "RucioSettings",
+    "Settings",
+    "SiteSettings",
+    "find_config_file",
+    "load_settings",
+]
+
+ENV_PREFIX = "RUCIO_RD_"
+CONFIG_ENV = "RUCIO_RD_CONFIG"
+CONFIG_FILE_NAME = "rucio_rd.toml"
+
+
+class ConfigError(ValueError):
+    """The configuration is unusable; the message names the key and the way out."""
+
+
+@dataclass(frozen=True)
+class MetadataSettings:
+    """Where Rucio's POSTGRES_JSON did-meta plugin keeps its table."""
+
+    dsn: str = "dbname=rucio_meta host=127.0.0.1"
+    table: str = "dids"
+    # 0 means no limit; kept small in the sample config of a test instance.
+    max_bad_records_reported: int = 20
+
+
+@dataclass(frozen=True)
+class RucioSettings:
+    """How the datalink service reaches Rucio's REST API."""
+
+    url: str = "http://127.0.0.1:18100"
+    auth: str = "userpass"
+    account: str = "root"
+    username: str = ""
+    password: str = ""
+    token_file: str = ""
+    oidc_token_url: str = ""
+    oidc_client_id: str = ""
+    oidc_client_secret: str = ""
+    timeout: float = 10.0
+
+
+@dataclass(frozen=True)
+class SiteSettings:
+    """Where RSE positions and site services come from."""
+
+    source: str = "site_directory"
+    url: str = "http://127.0.0.1:18200"
+    file: str = ""
+    ttl: float = 300.0
+    timeout: float = 5.0
+
+
+@dataclass(frozen=True)
+class GeoIPSettings:
+    """The GeoIP2 City database; empty means the embedded GeoLite2 (2018)."""
+
+    database: str = ""
+    trusted_proxies: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Settings:
+    metadata: MetadataSettings = field(default_factory=MetadataSettings)
+    rucio: RucioSettings = field(default_factory=RucioSettings)
+    sites: SiteSettings = field(default_factory=SiteSettings)
+    geoip: GeoIPSettings = field(default_factory=GeoIPSettings)
+
+
+_SECTIONS: dict[str, type] = {
+    "metadata": MetadataSettings,
+    "rucio": RucioSettings,
+    "sites": SiteSettings,
+    "geoip": GeoIPSettings,
+}
+
+_CHOICES = {
+    ("rucio", "auth"): ("userpass", "token_file", "oidc"),
+    ("sites", "source"): ("site_directory", "file", "rucio"),
+}
+
+
+def find_config_file(dachs_root: str | os.PathLike | None = None) -> Path | None:
+    """Return the configuration file to use, or None when there is none.
+
+    ``$RUCIO_RD_CONFIG`` wins; it must then exist.  Otherwise
+    ``<dachs_root>/etc/rucio_rd.toml`` is used if present.
+    """
+    explicit = os.environ.get(CONFIG_ENV)
+    if explicit:
+        path = Path(explicit)
+        if not path.is_file():
+            raise ConfigError(f"{CONFIG_ENV}={explicit} does not name a readable file")
+        return path
+    if dachs_root is not None:
+        candidate = Path(dachs_root) / "etc" / CONFIG_FILE_NAME
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _coerce(section: str, key: str, value: Any, default: Any) -> Any:
+    """Turn a file or environment value into the type of the default."""
+    name = f"[{section}] {key}"
+    if isinstance(default, bool):
+        if isinstance(value, str):
+            lowered = value.strip().lower()
+            if lowered in ("1", "true", "yes", "on"):
+                return True
+            if lowered in ("0", "false", "no", "off"):
+                return False
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{name} must be true or false, not {value!r}")
+    if isinstance(default, int | float):
+        try:
+            number = type(default)(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{name} must be a number, not {value!r}") from None
+        if number < 0:
+            raise ConfigError(f"{name} must not be negative, not {value!r}")
+        return number
+    if isinstance(default, tuple):
+        if isinstance(value, str):
+            value = [item.strip() for item in value.split(",") if item.strip()]
+        if not isinstance(value, list | tuple):
+            raise ConfigError(f"{name} must be a list of strings, not {value!r}")
+        return tuple(str(item) for item in value)
+    if not isinstance(value, str):
+        raise ConfigError(f"{name} must be a string, not {value!r}")
+    choices = _CHOICES.get((section, key))
+    if choices and value not in choices:
+        raise ConfigError(f"{name} = {value!r} is not one of {', '.join(choices)}")
+    return value
+
+
+def _section(
+    section: str, cls: type, from_file: dict[str, Any], environ: dict[str, str]
+) -> Any:
+    known = {f.name: f for f in fields(cls)}
+    unknown = sorted(set(from_file) - set(known))
+    if unknown:
+        raise ConfigError(
+            f"[{section}] has unknown key(s) {', '.join(unknown)}; known: {', '.join(known)}"
+        )
+    defaults = cls()
+    values = {}
+    for name in known:
+        default = getattr(defaults, name)
+        raw = from_file.get(name, default)
+        env_name = f"{ENV_PREFIX}{section}_{name}".upper()
+        if env_name in environ:
+            raw = environ[env_name]
+        values[name] = _coerce(section, name, raw, default)
+    return cls(**values)
+
+
+def load_settings(
+    path: str | os.PathLike | None = None, environ: dict[str, str] | None = None
+) -> Settings:
+    """Read and validate the configuration.
+
+    Parameters
+    ----------
+    path
+        The TOML file; None means defaults plus environment only.
+    environ
+        The environment to take overrides from (defaults to ``os.environ``).
+    """
+    environ = dict(os.environ if environ is None else environ)
+    document: dict[str, Any] = {}
+    if path is not None:
+        try:
+            with open(path, "rb") as source:
+                document = tomllib.load(source)
+        except OSError as exc:
+            raise ConfigError(f"cannot read configuration {path}: {exc.strerror}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"configuration {path} is not valid TOML: {exc}") from None
+    unknown = sorted(set(document) - set(_SECTIONS))
+    if unknown:
+        raise ConfigError(
+            f"unknown section(s) {', '.join(unknown)}; known: {', '.join(_SECTIONS)}"
+        )
+    parts = {}
+    for section, cls in _SECTIONS.items():
+        from_file = document.get(section, {})
+        if not isinstance(from_file, dict):
+            raise ConfigError(f"[{section}] must be a table of keys")
+        parts[section] = _section(section, cls, from_file, environ)
+    settings = Settings(**parts)
+    if not settings.metadata.table.replace("_", "").replace(".", "").isalnum():
+        raise ConfigError(
+            f"[metadata] table = {settings.metadata.table!r} must be a plain"
+            " (optionally schema-qualified) table name"
+        )
+    return settings

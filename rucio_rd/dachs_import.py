@@ -1,0 +1,41 @@
+"""The import side of the resource descriptor: rows for ``rucio/rucio#import``.
+
+The RD's embedded grammar calls :func:`iterate_rows`; everything it does is in
+:mod:`rucio_rd.metadata` and :mod:`rucio_rd.config`, so this module only
+joins them to DaCHS (finding the configuration under DaCHS's rootDir and
+reporting skipped records through DaCHS's user interface).  It must not hold
+any logic worth testing on its own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from rucio_rd import config, metadata
+
+__all__ = ["iterate_rows", "load_dachs_settings"]
+
+
+def load_dachs_settings() -> config.Settings:
+    """The plugin's settings as seen from inside DaCHS."""
+    from gavo import base
+
+    return config.load_settings(config.find_config_file(base.getConfig("rootDir")))
+
+
+def iterate_rows() -> Iterator[dict[str, Any]]:
+    """Yield the table rows from Rucio's metadata table, then report what was skipped."""
+    from gavo import base
+
+    settings = load_dachs_settings()
+    report = metadata.ImportReport(max_listed=settings.metadata.max_bad_records_reported)
+    records = metadata.read_metadata_table(settings.metadata.dsn, settings.metadata.table)
+    yield from metadata.rows_from_records(records, report)
+    for bad in report.bad_records:
+        base.ui.notifyWarning(f"rucio_rd: skipped {bad.did}: {bad.reason}")
+    if report.skipped > len(report.bad_records):
+        base.ui.notifyWarning(
+            f"rucio_rd: {report.skipped - len(report.bad_records)} more skipped records not listed"
+        )
+    base.ui.notifyInfo(f"rucio_rd: {report.summary()}")

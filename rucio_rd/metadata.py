@@ -1,0 +1,251 @@
+"""Turn Rucio's per-file JSON metadata into rows of the published table.
+
+Rucio's POSTGRES_JSON did-meta plugin keeps one row per DID in a PostgreSQL
+table (``scope``, ``name``, ``data`` as JSONB).  A record becomes a row when
+its JSON carries usable ``s_ra``/``s_dec`` (degrees) and an ``access_url``;
+the other ObsCore fields are taken where present.  Bad records are skipped and
+counted with their reason, never raised: one broken record must not stop the
+rest of an import.
+
+The pure part (:func:`row_from_record`, :func:`rows_from_records`) needs no
+database; :func:`read_metadata_table` is the only function doing I/O.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = [
+    "BadRecord",
+    "ImportReport",
+    "ROW_COLUMNS",
+    "read_metadata_table",
+    "row_from_record",
+    "rows_from_records",
+]
+
+# Columns of the published table filled from a record, in table order.
+ROW_COLUMNS = (
+    "did",
+    "scope",
+    "name",
+    "obs_id",
+    "s_ra",
+    "s_dec",
+    "s_fov",
+    "access_url",
+    "access_format",
+    "access_estsize",
+    "content_type",
+    "content_length",
+    "dataproduct_type",
+    "calib_level",
+    "obs_collection",
+    "target_name",
+    "facility_name",
+    "instrument_name",
+    "t_min",
+    "t_max",
+    "em_min",
+    "em_max",
+)
+
+_OPTIONAL_TEXT = (
+    "obs_id",
+    "access_format",
+    "content_type",
+    "dataproduct_type",
+    "obs_collection",
+    "target_name",
+    "facility_name",
+    "instrument_name",
+)
+_OPTIONAL_FLOAT = ("s_fov", "t_min", "t_max", "em_min", "em_max")
+_MAX_TEXT = 4096
+
+
+class BadRecordError(ValueError):
+    """A record that cannot become a row; the message says why."""
+
+
+@dataclass(frozen=True)
+class BadRecord:
+    did: str
+    reason: str
+
+
+@dataclass
+class ImportReport:
+    """What an import read, published and skipped."""
+
+    read: int = 0
+    published: int = 0
+    skipped: int = 0
+    bad_records: list[BadRecord] = field(default_factory=list)
+    # Optional fields that were present but unusable and so left NULL.
+    dropped_fields: int = 0
+    max_listed: int = 20
+
+    def skip(self, did: str, reason: str) -> None:
+        self.skipped += 1
+        if len(self.bad_records) < self.max_listed:
+            self.bad_records.append(BadRecord(did, reason))
+
+    def summary(self) -> str:
+        text = (
+            f"read {self.read} metadata records, published {self.published},"
+            f" skipped {self.skipped}"
+        )
+        if self.dropped_fields:
+            text += f", {self.dropped_fields} unusable optional fields left empty"
+        return text
+
+
+def _number(value: Any, what: str) -> float:
+    # JSON booleans are ints in Python; a coordinate of "true" is not a number.
+    if isinstance(value, bool) or value is None:
+        raise BadRecordError(f"{what} is {json.dumps(value)}, not a number")
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise BadRecordError(f"{what} is {value!r}, not a number") from None
+    if not math.isfinite(number):
+        raise BadRecordError(f"{what} is {value!r}, not a finite number")
+    return number
+
+
+def _text(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        text = value.strip()
+    elif isinstance(value, int | float) and not isinstance(value, bool):
+        text = str(value)
+    else:
+        raise BadRecordError(f"{value!r} is not text")
+    if "\x00" in text:
+        raise BadRecordError("text with a NUL character")
+    return text[:_MAX_TEXT] or None
+
+
+def _parse_data(data: Any) -> dict[str, Any]:
+    if isinstance(data, bytes | bytearray | memoryview):
+        data = bytes(data).decode("utf-8", errors="replace")
+    if isinstance(data, str):
+        try:
+            data = json.loads(data)
+        except json.JSONDecodeError as exc:
+            raise BadRecordError(f"metadata is not valid JSON ({exc.msg})") from None
+    if not isinstance(data, dict):
+        raise BadRecordError(f"metadata is a JSON {type(data).__name__}, not an object")
+    return data
+
+
+def row_from_record(scope: str, name: str, data: Any) -> tuple[dict[str, Any], int]:
+    """Build a table row from one metadata record.
+
+    Returns the row and the number of optional fields that were present but
+    unusable (they are left NULL).  Raises :class:`BadRecordError` when the
+    record cannot be published at all.
+    """
+    if not scope or not name:
+        raise BadRecordError("empty scope or name")
+    meta = _parse_data(data)
+    if "s_ra" not in meta or "s_dec" not in meta:
+        raise BadRecordError("no s_ra/s_dec")
+    ra = _number(meta["s_ra"], "s_ra")
+    dec = _number(meta["s_dec"], "s_dec")
+    if not 0 <= ra < 360:
+        raise BadRecordError(f"s_ra={ra} is outside [0, 360)")
+    if not -90 <= dec <= 90:
+        raise BadRecordError(f"s_dec={dec} is outside [-90, 90]")
+    try:
+        access_url = _text(meta.get("access_url"))
+    except BadRecordError as exc:
+        raise BadRecordError(f"access_url: {exc}") from None
+    if not access_url:
+        raise BadRecordError("no access_url")
+
+    dropped = 0
+    row: dict[str, Any] = dict.fromkeys(ROW_COLUMNS)
+    row.update(did=f"{scope}:{name}", scope=scope, name=name, s_ra=ra, s_dec=dec)
+    row["access_url"] = access_url
+    for key in _OPTIONAL_TEXT:
+        try:
+            row[key] = _text(meta.get(key))
+        except BadRecordError:
+            dropped += 1
+    for key in _OPTIONAL_FLOAT:
+        if meta.get(key) is None:
+            continue
+        try:
+            row[key] = _number(meta[key], key)
+        except BadRecordError:
+            dropped += 1
+    if meta.get("content_length") is not None:
+        try:
+            length = _number(meta["content_length"], "content_length")
+            if length < 0 or length != int(length):
+                raise BadRecordError("content_length is not a byte count")
+            row["content_length"] = int(length)
+            row["access_estsize"] = math.ceil(length / 1024)
+        except BadRecordError:
+            dropped += 1
+    if meta.get("calib_level") is not None:
+        try:
+            level = _number(meta["calib_level"], "calib_level")
+            if level not in (0, 1, 2, 3, 4):
+                raise BadRecordError("calib_level is not 0..4")
+            row["calib_level"] = int(level)
+        except BadRecordError:
+            dropped += 1
+    return row, dropped
+
+
+def rows_from_records(
+    records: Iterable[tuple[str, str, Any]], report: ImportReport
+) -> Iterator[dict[str, Any]]:
+    """Yield a row for every usable ``(scope, name, data)``; count the rest in report."""
+    for scope, name, data in records:
+        report.read += 1
+        try:
+            row, dropped = row_from_record(scope, name, data)
+        except BadRecordError as exc:
+            report.skip(f"{scope}:{name}", str(exc))
+            continue
+        report.dropped_fields += dropped
+        report.published += 1
+        yield row
+
+
+def read_metadata_table(
+    dsn: str, table: str, batch_size: int = 5000
+) -> Iterator[tuple[str, str, Any]]:
+    """Stream ``(scope, name, data)`` from the did-meta table.
+
+    The JSON comes back as text so that one broken value is a bad record
+    here rather than a driver error that would end the whole read.  A
+    server-side cursor keeps memory flat for millions of rows.
+    """
+    import psycopg2
+    from psycopg2 import sql
+
+    parts = table.split(".")
+    identifier = sql.Identifier(*parts)
+    connection = psycopg2.connect(dsn, connect_timeout=10)
+    try:
+        connection.set_session(readonly=True)
+        with connection.cursor(name="rucio_rd_metadata") as cursor:
+            cursor.itersize = batch_size
+            cursor.execute(
+                sql.SQL("SELECT scope, name, data::text FROM {} ORDER BY scope, name").format(
+                    identifier
+                )
+            )
+            yield from cursor
+    finally:
+        connection.close()

@@ -1,0 +1,227 @@
+"""A private DaCHS instance: its own settings file, root directory, database and port.
+
+The demo and the integration tests never touch a system DaCHS: they make an
+instance with ``GAVOSETTINGS=<root>/gavo.rc`` and ``GAVOCUSTOM=/invalid``,
+initialise it with ``dachs init`` on a database of its own, and run DaCHS from
+the project's virtual environment (so that ``rucio_rd`` is importable by the
+server).  Nothing here knows about Rucio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["DachsError", "DachsInstance"]
+
+REPO = Path(__file__).resolve().parents[2]
+UAT_SEED = REPO / "res" / "vocabularies" / "uat-offline-subset.desise"
+
+
+class DachsError(RuntimeError):
+    """A DaCHS command failed; the message carries its output."""
+
+
+def _database_exists(name: str) -> bool:
+    out = subprocess.run(
+        ["psql", "-d", "postgres", "-tAc", f"SELECT 1 FROM pg_database WHERE datname = '{name}'"],
+        capture_output=True, text=True, check=True,
+    )
+    return out.stdout.strip() == "1"
+
+
+def _dachs_initialised(name: str) -> bool:
+    out = subprocess.run(
+        ["psql", "-d", name, "-tAc", "SELECT to_regclass('dc.tablemeta') IS NOT NULL"],
+        capture_output=True, text=True, check=True,
+    )
+    return out.stdout.strip() == "t"
+
+
+@dataclass
+class DachsInstance:
+    """A DaCHS instance rooted at ``root`` serving on ``port``."""
+
+    root: Path
+    port: int = 8080
+    db_name: str = "rucio_rd_dachs"
+    host: str = "localhost"
+    python: Path = REPO / ".venv" / "bin" / "python"
+
+    def __post_init__(self) -> None:
+        self.root = Path(self.root).resolve()
+        if not re.fullmatch(r"[a-z_][a-z0-9_]*", self.db_name):
+            raise ValueError(f"db_name={self.db_name!r}: use lower-case letters, digits and _")
+
+    @property
+    def server_url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def settings_file(self) -> Path:
+        return self.root / "gavo.rc"
+
+    @property
+    def pid_path(self) -> Path:
+        return self.root / "serve.pid"
+
+    @property
+    def log_path(self) -> Path:
+        return self.root / "serve.log"
+
+    @property
+    def plugin_config(self) -> Path:
+        return self.root / "etc" / "rucio_rd.toml"
+
+    def env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update(GAVOSETTINGS=str(self.settings_file), GAVOCUSTOM="/invalid")
+        env.pop("RUCIO_RD_CONFIG", None)
+        return env
+
+    def command(self, *args: str) -> list[str]:
+        return [str(self.python), "-m", "gavo.user.cli", *args]
+
+    def dachs(self, *args: str, check: bool = True, timeout: float = 600) -> str:
+        """Run a dachs command in this instance; return its output."""
+        result = subprocess.run(
+            self.command(*args), env=self.env(), capture_output=True, text=True,
+            timeout=timeout,
+        )
+        output = result.stdout + result.stderr
+        if check and result.returncode != 0:
+            raise DachsError(f"dachs {' '.join(args)} failed ({result.returncode}):\n{output}")
+        return output
+
+    def write_settings(self) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.settings_file.write_text(
+            "[general]\n"
+            f"rootDir: {self.root}\n"
+            "[web]\n"
+            f"serverPort: {self.port}\n"
+            "bindAddress: 127.0.0.1\n"
+            f"serverURL: {self.server_url}\n"
+            "sitename: rucio_rd demo data centre\n"
+            "[ivoa]\n"
+            "authority: rucio-rd.example\n"
+        )
+
+    def setup(self) -> None:
+        """Create the instance if it is not there; a second call changes nothing."""
+        self.write_settings()
+        if not _database_exists(self.db_name):
+            subprocess.run(["createdb", self.db_name], check=True)
+        self.seed_vocabulary_cache()
+        if not _dachs_initialised(self.db_name):
+            self.dachs("init", "-d", f"dbname={self.db_name}")
+            self.dachs("imp", "//obscore")
+
+    def seed_vocabulary_cache(self) -> None:
+        """Give DaCHS the UAT terms the RD uses when it cannot download the UAT.
+
+        DaCHS fetches http://www.ivoa.net/rdf/uat into its cacheDir to check
+        subjects (``dachs val``); these machines have no internet.  The seed
+        holds only the real UAT concepts our RD names, and is written only
+        where no copy is cached: DaCHS refreshes it when it can.
+        """
+        cache = self.root / "cache"
+        cache.mkdir(parents=True, exist_ok=True)
+        cached = cache / "http:=2F=2Fwww.ivoa.net=2Frdf=2Fuat"
+        if not cached.exists():
+            shutil.copyfile(UAT_SEED, cached)
+            # Old enough that DaCHS tries a real download first where it can.
+            os.utime(cached, (0, 0))
+
+    def drop(self) -> None:
+        """Remove the instance's database (its files are the caller's to remove)."""
+        self.stop()
+        subprocess.run(["dropdb", "--if-exists", "--force", self.db_name], check=True)
+
+    def is_running(self) -> bool:
+        try:
+            with urllib.request.urlopen(self.server_url + "/", timeout=2) as response:
+                return response.status == 200
+        except (urllib.error.URLError, OSError):
+            return False
+
+    def start(self, timeout: float = 60) -> None:
+        """Serve in the background (``dachs serve debug``) until the root page answers."""
+        if self.is_running():
+            return
+        log = open(self.log_path, "ab")
+        process = subprocess.Popen(
+            self.command("serve", "debug"), env=self.env(), stdout=log,
+            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+        )
+        self.pid_path.write_text(str(process.pid))
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise DachsError(f"dachs serve exited; see {self.log_path}:\n{self._log_tail()}")
+            if self.is_running():
+                return
+            time.sleep(0.3)
+        raise DachsError(f"dachs serve did not answer within {timeout}s:\n{self._log_tail()}")
+
+    def stop(self) -> None:
+        if not self.pid_path.exists():
+            return
+        pid = int(self.pid_path.read_text())
+        try:
+            os.killpg(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        else:
+            for _ in range(100):
+                try:
+                    os.kill(pid, 0)
+                except ProcessLookupError:
+                    break
+                time.sleep(0.1)
+            else:
+                os.killpg(pid, signal.SIGKILL)
+        self.pid_path.unlink(missing_ok=True)
+
+    def reload(self) -> None:
+        """Make a running server forget cached RDs (after an import)."""
+        if self.is_running():
+            self.dachs("serve", "expire", "rucio/rucio", check=False)
+
+    def _log_tail(self, lines: int = 30) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("action", choices=("setup", "start", "stop", "status"))
+    parser.add_argument("--root", type=Path, required=True)
+    parser.add_argument("--port", type=int, default=8080)
+    parser.add_argument("--db", default="rucio_rd_dachs")
+    args = parser.parse_args(argv)
+    instance = DachsInstance(args.root, args.port, args.db)
+    if args.action == "setup":
+        instance.setup()
+    elif args.action == "start":
+        instance.start()
+    elif args.action == "stop":
+        instance.stop()
+    print("running" if instance.is_running() else "stopped")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,195 @@
+"""The whole stack on one machine: real Rucio, site-directory stand-in, private DaCHS.
+
+``bin/demo`` runs :func:`main`; the integration tests use :class:`Stack` with a
+layout of their own (other ports, other databases, a temporary directory), so
+the demo and a test run never disturb each other.  Bringing the stack up is
+idempotent: what already runs is reused.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from rucio_rd.stack.dachs_instance import DachsInstance
+from rucio_rd.stack.rucio_server import RucioServer
+from rucio_rd.stack.seed import seed
+from rucio_rd.stack.site_directory import SiteDirectoryProcess
+
+__all__ = ["DEMO_LAYOUT", "Layout", "Stack"]
+
+REPO = Path(__file__).resolve().parents[2]
+DATALINK_PATH = "/rucio/rucio/dl/dlmeta"
+CONE_PATH = "/rucio/rucio/cone/scs.xml"
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where each part of a stack lives: directory, ports and database names."""
+
+    workdir: Path
+    rucio_port: int
+    sites_port: int
+    dachs_port: int
+    rucio_db: str
+    meta_db: str
+    dachs_db: str
+    synthetic_files: int = 300
+
+
+DEMO_LAYOUT = Layout(
+    workdir=REPO / ".stack" / "demo",
+    rucio_port=18100,
+    sites_port=18200,
+    dachs_port=8080,
+    rucio_db="rucio_rd_rucio",
+    meta_db="rucio_meta",
+    dachs_db="rucio_rd_dachs",
+)
+
+
+class Stack:
+    """The three servers of a layout, and the steps that connect them."""
+
+    def __init__(self, layout: Layout) -> None:
+        self.layout = layout
+        workdir = Path(layout.workdir)
+        self.rucio = RucioServer(
+            workdir=workdir / "rucio", port=layout.rucio_port, db_name=layout.rucio_db,
+            meta_db_name=layout.meta_db,
+        )
+        self.sites = SiteDirectoryProcess(workdir=workdir / "sites", port=layout.sites_port)
+        self.dachs = DachsInstance(
+            root=workdir / "dachs", port=layout.dachs_port, db_name=layout.dachs_db
+        )
+
+    @property
+    def cone_url(self) -> str:
+        return self.dachs.server_url + CONE_PATH
+
+    @property
+    def datalink_url(self) -> str:
+        return self.dachs.server_url + DATALINK_PATH
+
+    @property
+    def plugin_config_source(self) -> Path:
+        return Path(self.layout.workdir) / "rucio_rd.toml"
+
+    def write_plugin_config(self) -> Path:
+        """The plugin configuration this stack deploys (no secrets in it)."""
+        path = self.plugin_config_source
+        path.parent.mkdir(parents=True, exist_ok=True)
+        credentials = self.rucio.credentials()
+        path.write_text(
+            "# written by rucio_rd.stack.demo for this stack\n"
+            "[metadata]\n"
+            f'dsn = "{self.rucio.meta_dsn()}"\n'
+            'table = "dids"\n'
+            "[rucio]\n"
+            f'url = "{self.rucio.url}"\n'
+            'auth = "userpass"\n'
+            f'account = "{credentials["account"]}"\n'
+            f'username = "{credentials["username"]}"\n'
+            "[sites]\n"
+            'source = "site_directory"\n'
+            f'url = "{self.sites.url}"\n'
+        )
+        return path
+
+    def deploy(self) -> str:
+        """Run bin/deploy's code against this stack's DaCHS instance; return its output."""
+        result = subprocess.run(
+            [str(self.dachs.python), "-m", "rucio_rd.deploy", "--config",
+             str(self.write_plugin_config())],
+            env=self.dachs.env(), capture_output=True, text=True, cwd=REPO,
+        )
+        if result.returncode != 0:
+            raise RuntimeError(f"deploy failed:\n{result.stdout}{result.stderr}")
+        return result.stdout
+
+    def up(self, fresh: bool = False, log=print) -> None:
+        """Bring everything up; ``fresh`` first drops the stack's databases."""
+        started = time.monotonic()
+        if fresh:
+            self.down()
+            self.rucio.workdir.mkdir(parents=True, exist_ok=True)
+            self.rucio.write_config()
+            self.rucio.drop_databases()
+            self.dachs.drop()
+        self.rucio.setup()
+        self.rucio.start()
+        log(f"Rucio server        {self.rucio.url}")
+        self.sites.start()
+        log(f"site directory      {self.sites.url}")
+        counts = seed(
+            self.rucio.url, self.rucio.credentials(), self.datalink_url,
+            synthetic=self.layout.synthetic_files,
+        )
+        log(f"seeded through Rucio's REST API: {counts}")
+        self.dachs.setup()
+        for line in self.deploy().splitlines():
+            log(f"  {line}")
+        self.dachs.start()
+        log(f"DaCHS               {self.dachs.server_url}  (ready in "
+            f"{time.monotonic() - started:.0f} s)")
+
+    def down(self) -> None:
+        self.dachs.stop()
+        self.sites.stop()
+        self.rucio.stop()
+
+
+PYVO_SNIPPET = """\
+Try it with pyvo (.venv/bin/python):
+
+    from pyvo.dal import conesearch
+    results = conesearch("{cone}", pos=(53.75308, -24.93365), radius=1)
+    print(results.to_table()['_r', 'obs_id', 's_ra', 's_dec', 'access_url', 'access_format'])
+
+    import pyvo
+    tap = pyvo.dal.TAPService("{server}/tap")
+    print(tap.search("SELECT obs_id, access_url FROM ivoa.obscore "
+                     "WHERE 1=CONTAINS(POINT(s_ra, s_dec), CIRCLE(53.75, -24.93, 1))").to_table())
+
+In a browser: {server}/rucio/rucio/cone/form
+"""
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Run the rucio_rd demo stack.")
+    parser.add_argument("--detach", action="store_true",
+                        help="return once everything answers and leave it running")
+    parser.add_argument("--stop", action="store_true", help="stop what the demo started")
+    parser.add_argument("--fresh", action="store_true",
+                        help="drop the demo's databases and start from scratch")
+    args = parser.parse_args(argv)
+    stack = Stack(DEMO_LAYOUT)
+    if args.stop:
+        stack.down()
+        print("demo stopped")
+        return 0
+    stack.up(fresh=args.fresh)
+    print()
+    print(PYVO_SNIPPET.format(cone=stack.cone_url, server=stack.dachs.server_url))
+    if args.detach:
+        print("Running in the background; stop it with: bin/demo --stop")
+        return 0
+    print("Serving; press Ctrl-C to stop.")
+    try:
+        while stack.dachs.is_running():
+            time.sleep(2)
+        print("DaCHS stopped", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        if not args.detach:
+            stack.down()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,158 @@
+"""A stand-in for the SKA site directory, answering its real API shapes.
+
+The SKA site directory has no public package, so the demo and the tests run
+this small HTTP server instead.  It serves, from a JSON file shaped like
+``res/site-directory.json``:
+
+- ``GET /storages/grafana``: a list with one entry per RSE, each with
+  ``name``, ``latitude`` and ``longitude`` (and the other storage fields);
+- ``GET /services``: a list of sites, each ``{"name", "services": [...]}``
+  where a service is an RSE (``type`` "Rucio Storage Element (RSE)",
+  ``identifier``) or a SODA service (``type`` "SODA (sync)"/"SODA (async)",
+  ``prefix``, ``host``, ``port``, ``path``, ``other_attributes``);
+- ``GET /ping``: ``{"status": "ok"}``.
+
+It never writes anything.  Unknown paths get 404 with a JSON error body.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+__all__ = ["SiteDirectoryProcess", "load_directory", "make_server"]
+
+REPO = Path(__file__).resolve().parents[2]
+DEFAULT_DATA = REPO / "res" / "site-directory.json"
+
+
+def load_directory(path: Path) -> dict[str, Any]:
+    """Read and check the stand-in's content file."""
+    document = json.loads(Path(path).read_text())
+    for key in ("storages", "services"):
+        if not isinstance(document.get(key), list):
+            raise ValueError(f"{path}: '{key}' must be a list")
+    return document
+
+
+def make_server(data: dict[str, Any], port: int, host: str = "127.0.0.1") -> ThreadingHTTPServer:
+    """An HTTP server answering the site-directory endpoints from ``data``."""
+    routes = {
+        "/storages/grafana": data["storages"],
+        "/services": data["services"],
+        "/ping": {"status": "ok"},
+    }
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+            path = self.path.split("?", 1)[0].rstrip("/") or "/"
+            if path in routes:
+                self._send(200, routes[path])
+            else:
+                self._send(404, {"detail": f"no such endpoint: {path}"})
+
+        def _send(self, status: int, body: Any) -> None:
+            payload = json.dumps(body).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer((host, port), Handler)
+    server.daemon_threads = True
+    return server
+
+
+def serve_in_thread(data: dict[str, Any], port: int) -> ThreadingHTTPServer:
+    """Start the stand-in in a daemon thread of this process (for unit tests)."""
+    server = make_server(data, port)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+@dataclass
+class SiteDirectoryProcess:
+    """The stand-in as a background process of its own (demo, integration tests)."""
+
+    workdir: Path
+    port: int = 18200
+    data: Path = DEFAULT_DATA
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def pid_path(self) -> Path:
+        return Path(self.workdir) / "site-directory.pid"
+
+    def is_running(self) -> bool:
+        try:
+            with urllib.request.urlopen(self.url + "/ping", timeout=2) as response:
+                return response.status == 200
+        except (urllib.error.URLError, OSError):
+            return False
+
+    def start(self, timeout: float = 15) -> None:
+        if self.is_running():
+            return
+        Path(self.workdir).mkdir(parents=True, exist_ok=True)
+        log = open(Path(self.workdir) / "site-directory.log", "ab")
+        process = subprocess.Popen(
+            [sys.executable, "-m", "rucio_rd.stack.site_directory", "--port", str(self.port),
+             "--data", str(self.data)],
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            start_new_session=True, cwd=REPO,
+        )
+        self.pid_path.write_text(str(process.pid))
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise RuntimeError(f"site-directory stand-in exited ({process.returncode})")
+            if self.is_running():
+                return
+            time.sleep(0.1)
+        raise RuntimeError(f"site-directory stand-in did not answer within {timeout}s")
+
+    def stop(self) -> None:
+        if not self.pid_path.exists():
+            return
+        try:
+            os.kill(int(self.pid_path.read_text()), signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        self.pid_path.unlink(missing_ok=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="SKA site-directory stand-in")
+    parser.add_argument("--port", type=int, default=18200)
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    args = parser.parse_args(argv)
+    server = make_server(load_directory(args.data), args.port)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    try:
+        server.serve_forever()
+    finally:
+        server.server_close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
