@@ -193,11 +193,6 @@ class DachsInstance:
                 os.killpg(pid, signal.SIGKILL)
         self.pid_path.unlink(missing_ok=True)
 
-    def reload(self) -> None:
-        """Make a running server forget cached RDs (after an import)."""
-        if self.is_running():
-            self.dachs("serve", "expire", "rucio/rucio", check=False)
-
     def _log_tail(self, lines: int = 30) -> str:
         try:
             return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])

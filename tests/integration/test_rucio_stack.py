@@ -35,7 +35,7 @@ META_KEYS = {"s_ra", "s_dec", "obs_id", "access_url", "access_format", "content_
 @pytest.fixture(scope="module")
 def rucio_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RucioServer]:
     if not (RucioServer(workdir=Path(".")).python).exists():
-        pytest.skip("no .venv-rucio: build it from res/requirements-rucio.txt")
+        pytest.fail("no .venv-rucio: run bin/install")
     server = fresh_test_server(tmp_path_factory.mktemp("rucio"), port=PORT, db_name=DB_NAME,
                                meta_db_name=META_DB_NAME)
     yield server
