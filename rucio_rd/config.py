@@ -12,7 +12,9 @@ opens a connection.
 
 from __future__ import annotations
 
+import math
 import os
+import re
 import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -44,7 +46,7 @@ class MetadataSettings:
 
     dsn: str = "dbname=rucio_meta host=127.0.0.1"
     table: str = "dids"
-    # 0 means no limit; kept small in the sample config of a test instance.
+    # How many skipped records an import names one by one; 0 names them all.
     max_bad_records_reported: int = 20
 
 
@@ -98,6 +100,8 @@ _SECTIONS: dict[str, type] = {
     "geoip": GeoIPSettings,
 }
 
+_TABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?")
+
 _CHOICES = {
     ("rucio", "auth"): ("userpass", "token_file", "oidc"),
     ("sites", "source"): ("site_directory", "file", "rucio"),
@@ -137,12 +141,18 @@ def _coerce(section: str, key: str, value: Any, default: Any) -> Any:
             return value
         raise ConfigError(f"{name} must be true or false, not {value!r}")
     if isinstance(default, int | float):
+        if isinstance(value, bool):
+            raise ConfigError(f"{name} must be a number, not {value!r}")
         try:
-            number = type(default)(value)
+            number = float(value)
         except (TypeError, ValueError):
             raise ConfigError(f"{name} must be a number, not {value!r}") from None
-        if number < 0:
-            raise ConfigError(f"{name} must not be negative, not {value!r}")
+        if not math.isfinite(number) or number < 0:
+            raise ConfigError(f"{name} must be a finite number >= 0, not {value!r}")
+        if isinstance(default, int):
+            if number != int(number):
+                raise ConfigError(f"{name} must be a whole number, not {value!r}")
+            return int(number)
         return number
     if isinstance(default, tuple):
         if isinstance(value, str):
@@ -199,6 +209,8 @@ def load_settings(
                 document = tomllib.load(source)
         except OSError as exc:
             raise ConfigError(f"cannot read configuration {path}: {exc.strerror}") from None
+        except UnicodeDecodeError:
+            raise ConfigError(f"configuration {path} is not UTF-8 text") from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"configuration {path} is not valid TOML: {exc}") from None
     unknown = sorted(set(document) - set(_SECTIONS))
@@ -213,7 +225,7 @@ def load_settings(
             raise ConfigError(f"[{section}] must be a table of keys")
         parts[section] = _section(section, cls, from_file, environ)
     settings = Settings(**parts)
-    if not settings.metadata.table.replace("_", "").replace(".", "").isalnum():
+    if not _TABLE_NAME.fullmatch(settings.metadata.table):
         raise ConfigError(
             f"[metadata] table = {settings.metadata.table!r} must be a plain"
             " (optionally schema-qualified) table name"

@@ -66,6 +66,7 @@ _OPTIONAL_TEXT = (
 )
 _OPTIONAL_FLOAT = ("s_fov", "t_min", "t_max", "em_min", "em_max")
 _MAX_TEXT = 4096
+_MAX_BIGINT = 2**63 - 1
 
 
 class BadRecordError(ValueError):
@@ -92,7 +93,8 @@ class ImportReport:
 
     def skip(self, did: str, reason: str) -> None:
         self.skipped += 1
-        if len(self.bad_records) < self.max_listed:
+        # max_listed = 0 means no limit (the configuration documents it so).
+        if not self.max_listed or len(self.bad_records) < self.max_listed:
             self.bad_records.append(BadRecord(did, reason))
 
     def summary(self) -> str:
@@ -163,8 +165,12 @@ def row_from_record(scope: str, name: str, data: Any) -> tuple[dict[str, Any], i
         raise BadRecordError(f"s_ra={ra} is outside [0, 360)")
     if not -90 <= dec <= 90:
         raise BadRecordError(f"s_dec={dec} is outside [-90, 90]")
+    raw_url = meta.get("access_url")
+    # A cut URL would be a broken link: refuse it instead of truncating.
+    if isinstance(raw_url, str) and len(raw_url.strip()) > _MAX_TEXT:
+        raise BadRecordError(f"access_url is longer than {_MAX_TEXT} characters")
     try:
-        access_url = _text(meta.get("access_url"))
+        access_url = _text(raw_url)
     except BadRecordError as exc:
         raise BadRecordError(f"access_url: {exc}") from None
     if not access_url:
@@ -189,7 +195,7 @@ def row_from_record(scope: str, name: str, data: Any) -> tuple[dict[str, Any], i
     if meta.get("content_length") is not None:
         try:
             length = _number(meta["content_length"], "content_length")
-            if length < 0 or length != int(length):
+            if length < 0 or length != int(length) or length > _MAX_BIGINT:
                 raise BadRecordError("content_length is not a byte count")
             row["content_length"] = int(length)
             row["access_estsize"] = math.ceil(length / 1024)

@@ -41,6 +41,8 @@ DEFAULT_DATA = REPO / "res" / "site-directory.json"
 def load_directory(path: Path) -> dict[str, Any]:
     """Read and check the stand-in's content file."""
     document = json.loads(Path(path).read_text())
+    if not isinstance(document, dict):
+        raise ValueError(f"{path}: must hold a JSON object with 'storages' and 'services'")
     for key in ("storages", "services"):
         if not isinstance(document.get(key), list):
             raise ValueError(f"{path}: '{key}' must be a list")

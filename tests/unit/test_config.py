@@ -235,7 +235,7 @@ def test_negative_number_is_refused_naming_the_key(tmp_path: Path, text: str, ke
     with pytest.raises(ConfigError) as caught:
         load_settings(write(tmp_path, text), environ={})
     assert key in str(caught.value)
-    assert "must not be negative" in str(caught.value)
+    assert "must be a finite number >= 0" in str(caught.value)
 
 
 @pytest.mark.parametrize(
@@ -243,7 +243,6 @@ def test_negative_number_is_refused_naming_the_key(tmp_path: Path, text: str, ke
     [
         ('[rucio]\ntimeout = "ten"\n', "[rucio] timeout"),
         ("[sites]\nttl = [1]\n", "[sites] ttl"),
-        ('[metadata]\nmax_bad_records_reported = "2.5"\n', "[metadata] max_bad_records_reported"),
     ],
 )
 def test_non_numeric_number_is_refused_naming_the_key(
@@ -269,19 +268,16 @@ def test_zero_is_an_accepted_number() -> None:
     assert settings.sites.ttl == 0.0
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: NaN passes the 'not negative' check")
 def test_nan_timeout_is_refused() -> None:
     with pytest.raises(ConfigError, match=r"\[rucio\] timeout"):
         load_settings(None, environ={"RUCIO_RD_RUCIO_TIMEOUT": "nan"})
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: a TOML boolean is taken as the number 1")
 def test_boolean_is_not_a_number(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"\[rucio\] timeout"):
         load_settings(write(tmp_path, "[rucio]\ntimeout = true\n"), environ={})
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: a fractional integer setting is truncated")
 def test_fractional_count_is_refused(tmp_path: Path) -> None:
     path = write(tmp_path, "[metadata]\nmax_bad_records_reported = 2.5\n")
     with pytest.raises(ConfigError, match="max_bad_records_reported"):
@@ -360,7 +356,6 @@ def test_directory_as_config_path_is_a_config_error(tmp_path: Path) -> None:
         load_settings(tmp_path, environ={})
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: UnicodeDecodeError escapes instead of ConfigError")
 def test_non_utf8_file_is_a_config_error(tmp_path: Path) -> None:
     path = tmp_path / "latin1.toml"
     path.write_bytes(b'[rucio]\naccount = "r\xe9mi"\n')
@@ -387,7 +382,6 @@ def test_table_name_with_other_characters_is_refused(table: str) -> None:
     assert repr(table) in str(caught.value)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: empty name parts pass the table-name check")
 @pytest.mark.parametrize("table", [".dids", "dids.", "public..dids"])
 def test_table_name_with_empty_part_is_refused(table: str) -> None:
     with pytest.raises(ConfigError):

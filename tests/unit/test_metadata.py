@@ -268,6 +268,11 @@ def test_huge_text_is_truncated_to_4096_characters() -> None:
     assert dropped == 0
 
 
+def test_access_url_too_long_to_store_whole_is_skipped_not_cut() -> None:
+    reason = reason_for(record(access_url="https://x/" + "a" * 5000))
+    assert reason == "access_url is longer than 4096 characters"
+
+
 def test_text_at_the_limit_is_kept_whole() -> None:
     row, _ = row_from_record("s", "n", record(obs_id="y" * 4096))
     assert len(row["obs_id"]) == 4096
@@ -351,9 +356,6 @@ def test_bad_content_length_is_dropped_but_record_kept(length: Any) -> None:
     assert row["access_url"] == GOOD["access_url"]
 
 
-@pytest.mark.xfail(
-    strict=True, reason="BUG: content_length beyond the bigint column is published as is"
-)
 def test_content_length_beyond_bigint_is_dropped() -> None:
     row, dropped = row_from_record("s", "n", record(content_length=1e19))
     assert row["content_length"] is None
@@ -437,11 +439,6 @@ def test_default_max_listed_is_twenty() -> None:
     assert len(report.bad_records) == 20
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: config documents max_bad_records_reported = 0 as 'no limit', "
-    "dachs_import passes it as max_listed, and ImportReport then lists nothing",
-)
 def test_max_listed_zero_means_no_limit() -> None:
     report = ImportReport(max_listed=0)
     for i in range(3):

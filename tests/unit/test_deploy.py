@@ -1,0 +1,224 @@
+"""Unit tests for the file steps of rucio_rd.deploy: linking the RD and installing the config."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from rucio_rd import config, deploy
+from rucio_rd.config import ConfigError
+from rucio_rd.deploy import DeployError, install_config, link_inputs
+
+GOOD_CONFIG = '[rucio]\naccount = "operator"\n'
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """install_config validates against os.environ: keep RUCIO_RD_* of the shell out."""
+    for name in list(os.environ):
+        if name.startswith(config.ENV_PREFIX):
+            monkeypatch.delenv(name)
+
+
+@pytest.fixture
+def source(tmp_path: Path) -> Path:
+    directory = tmp_path / "project" / "inputs" / "rucio"
+    directory.mkdir(parents=True)
+    (directory / "rucio.rd").write_text("<resource/>")
+    return directory
+
+
+def mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+# --- link_inputs ----------------------------------------------------------------------
+
+
+def test_link_is_created_to_the_resolved_source(tmp_path: Path, source: Path) -> None:
+    inputs = tmp_path / "dachs" / "inputs"
+    inputs.mkdir(parents=True)
+    target = link_inputs(inputs, source)
+    assert target == inputs / "rucio"
+    assert target.is_symlink()
+    assert Path(os.readlink(target)) == source.resolve()
+    assert (target / "rucio.rd").read_text() == "<resource/>"
+
+
+def test_link_creates_missing_inputs_dir(tmp_path: Path, source: Path) -> None:
+    inputs = tmp_path / "not" / "there"
+    target = link_inputs(inputs, source)
+    assert target.is_symlink()
+    assert target.resolve() == source.resolve()
+
+
+def test_second_link_call_is_idempotent(tmp_path: Path, source: Path) -> None:
+    inputs = tmp_path / "inputs"
+    first = link_inputs(inputs, source)
+    before = os.lstat(first)
+    second = link_inputs(inputs, source)
+    after = os.lstat(second)
+    assert second == first
+    assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
+    assert sorted(p.name for p in inputs.iterdir()) == ["rucio"]
+
+
+def test_link_to_an_alias_of_the_source_is_kept(tmp_path: Path, source: Path) -> None:
+    alias = tmp_path / "alias"
+    alias.symlink_to(source, target_is_directory=True)
+    inputs = tmp_path / "inputs"
+    inputs.mkdir()
+    (inputs / "rucio").symlink_to(alias, target_is_directory=True)
+    link_inputs(inputs, source)
+    assert Path(os.readlink(inputs / "rucio")) == alias
+
+
+def test_wrong_link_is_replaced(tmp_path: Path, source: Path) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "keep.txt").write_text("keep")
+    inputs = tmp_path / "inputs"
+    inputs.mkdir()
+    (inputs / "rucio").symlink_to(elsewhere, target_is_directory=True)
+    target = link_inputs(inputs, source)
+    assert Path(os.readlink(target)) == source.resolve()
+    assert (elsewhere / "keep.txt").read_text() == "keep"  # the old target is untouched
+
+
+def test_dangling_link_is_replaced(tmp_path: Path, source: Path) -> None:
+    inputs = tmp_path / "inputs"
+    inputs.mkdir()
+    (inputs / "rucio").symlink_to(tmp_path / "gone", target_is_directory=True)
+    target = link_inputs(inputs, source)
+    assert target.resolve() == source.resolve()
+
+
+def test_real_directory_is_refused_with_deploy_error(tmp_path: Path, source: Path) -> None:
+    inputs = tmp_path / "inputs"
+    (inputs / "rucio").mkdir(parents=True)
+    (inputs / "rucio" / "local.rd").write_text("mine")
+    with pytest.raises(DeployError) as caught:
+        link_inputs(inputs, source)
+    assert str(inputs / "rucio") in str(caught.value)
+    assert "move it away" in str(caught.value)
+    assert not (inputs / "rucio").is_symlink()
+    assert (inputs / "rucio" / "local.rd").read_text() == "mine"
+
+
+def test_real_file_is_refused_with_deploy_error(tmp_path: Path, source: Path) -> None:
+    inputs = tmp_path / "inputs"
+    inputs.mkdir()
+    (inputs / "rucio").write_text("a file")
+    with pytest.raises(DeployError):
+        link_inputs(inputs, source)
+    assert (inputs / "rucio").read_text() == "a file"
+
+
+def test_default_source_is_the_projects_rd_directory() -> None:
+    assert deploy.RD_DIR.name == "rucio"
+    assert (deploy.RD_DIR / "rucio.rd").is_file()
+    assert deploy.CONFIG_TEMPLATE.is_file()
+
+
+# --- install_config -------------------------------------------------------------------
+
+
+def test_template_is_copied_when_there_is_no_config(tmp_path: Path) -> None:
+    etc = tmp_path / "etc"
+    target = install_config(etc, None)
+    assert target == etc / "rucio_rd.toml"
+    assert target.read_bytes() == deploy.CONFIG_TEMPLATE.read_bytes()
+    assert mode(target) == 0o640
+
+
+def test_existing_config_is_kept_when_none_is_given(tmp_path: Path) -> None:
+    etc = tmp_path / "etc"
+    etc.mkdir()
+    existing = etc / "rucio_rd.toml"
+    existing.write_text(GOOD_CONFIG)
+    existing.chmod(0o600)
+    assert install_config(etc, None) == existing
+    assert existing.read_text() == GOOD_CONFIG
+    assert mode(existing) == 0o600
+
+
+def test_existing_bad_config_is_reported_when_none_is_given(tmp_path: Path) -> None:
+    etc = tmp_path / "etc"
+    etc.mkdir()
+    (etc / "rucio_rd.toml").write_text('[rucio]\nauth = "kerberos"\n')
+    with pytest.raises(ConfigError, match=r"\[rucio\] auth"):
+        install_config(etc, None)
+
+
+def test_given_config_is_copied_and_validated(tmp_path: Path) -> None:
+    given = tmp_path / "mine.toml"
+    given.write_text(GOOD_CONFIG)
+    etc = tmp_path / "root" / "etc"
+    target = install_config(etc, given)
+    assert target == etc / "rucio_rd.toml"
+    assert target.read_text() == GOOD_CONFIG
+    assert mode(target) == 0o640
+    assert config.load_settings(target, environ={}).rucio.account == "operator"
+
+
+def test_given_config_replaces_an_existing_one(tmp_path: Path) -> None:
+    etc = tmp_path / "etc"
+    etc.mkdir()
+    (etc / "rucio_rd.toml").write_text("")
+    (etc / "rucio_rd.toml").chmod(0o644)
+    given = tmp_path / "mine.toml"
+    given.write_text(GOOD_CONFIG)
+    target = install_config(etc, given)
+    assert target.read_text() == GOOD_CONFIG
+    assert mode(target) == 0o640
+
+
+def test_bad_given_config_raises_and_keeps_the_existing_good_one(tmp_path: Path) -> None:
+    etc = tmp_path / "etc"
+    etc.mkdir()
+    existing = etc / "rucio_rd.toml"
+    existing.write_text(GOOD_CONFIG)
+    given = tmp_path / "bad.toml"
+    given.write_text('[rucio]\npasword = "typo"\n')
+    with pytest.raises(ConfigError, match="pasword"):
+        install_config(etc, given)
+    assert existing.read_text() == GOOD_CONFIG
+
+
+def test_bad_given_config_does_not_create_a_target(tmp_path: Path) -> None:
+    given = tmp_path / "bad.toml"
+    given.write_text("[rucio\n")
+    etc = tmp_path / "etc"
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        install_config(etc, given)
+    assert not (etc / "rucio_rd.toml").exists()
+
+
+def test_missing_given_config_raises_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read configuration"):
+        install_config(tmp_path / "etc", tmp_path / "absent.toml")
+    assert not (tmp_path / "etc" / "rucio_rd.toml").exists()
+
+
+def test_given_config_that_is_the_target_is_left_in_place(tmp_path: Path) -> None:
+    etc = tmp_path / "etc"
+    etc.mkdir()
+    target = etc / "rucio_rd.toml"
+    target.write_text(GOOD_CONFIG)
+    target.chmod(0o600)
+    assert install_config(etc, target) == target
+    assert target.read_text() == GOOD_CONFIG
+    assert mode(target) == 0o600  # not copied onto itself, so not chmodded either
+
+
+def test_install_config_validates_with_environment_overrides(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    given = tmp_path / "mine.toml"
+    given.write_text(GOOD_CONFIG)
+    monkeypatch.setenv("RUCIO_RD_SITES_SOURCE", "nowhere")
+    with pytest.raises(ConfigError, match=r"\[sites\] source"):
+        install_config(tmp_path / "etc", given)
