@@ -16,7 +16,7 @@ import math
 import os
 import re
 import tomllib
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -58,11 +58,16 @@ class RucioSettings:
     auth: str = "userpass"
     account: str = "root"
     username: str = ""
-    password: str = ""
+    # Secrets: never shown by repr(); better given as files or environment.
+    password: str = field(default="", repr=False)
+    password_file: str = ""
     token_file: str = ""
     oidc_token_url: str = ""
     oidc_client_id: str = ""
-    oidc_client_secret: str = ""
+    oidc_client_secret: str = field(default="", repr=False)
+    oidc_client_secret_file: str = ""
+    oidc_scope: str = ""
+    oidc_audience: str = ""
     timeout: float = 10.0
 
 
@@ -189,6 +194,30 @@ def _section(
     return cls(**values)
 
 
+def _read_secret(key: str, path: str) -> str:
+    try:
+        with open(path, encoding="utf-8") as source:
+            secret = source.read().strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = getattr(exc, "strerror", None) or "not UTF-8 text"
+        raise ConfigError(f"[rucio] {key} = {path!r} cannot be read: {reason}") from None
+    if not secret:
+        raise ConfigError(f"[rucio] {key} = {path!r} is empty")
+    return secret
+
+
+def _read_secret_files(rucio: RucioSettings) -> RucioSettings:
+    """Take secrets from the files named by *_file keys (they win over inline values)."""
+    changes = {}
+    if rucio.password_file:
+        changes["password"] = _read_secret("password_file", rucio.password_file)
+    if rucio.oidc_client_secret_file:
+        changes["oidc_client_secret"] = _read_secret(
+            "oidc_client_secret_file", rucio.oidc_client_secret_file
+        )
+    return replace(rucio, **changes) if changes else rucio
+
+
 def load_settings(
     path: str | os.PathLike | None = None, environ: dict[str, str] | None = None
 ) -> Settings:
@@ -224,6 +253,7 @@ def load_settings(
         if not isinstance(from_file, dict):
             raise ConfigError(f"[{section}] must be a table of keys")
         parts[section] = _section(section, cls, from_file, environ)
+    parts["rucio"] = _read_secret_files(parts["rucio"])
     settings = Settings(**parts)
     if not _TABLE_NAME.fullmatch(settings.metadata.table):
         raise ConfigError(

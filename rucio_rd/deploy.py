@@ -39,7 +39,10 @@ class DeployError(RuntimeError):
 
 def link_inputs(inputs_dir: Path, source: Path = RD_DIR) -> Path:
     """Make ``<inputs_dir>/rucio`` a link to ``source``; refuse to replace a real directory."""
-    target = Path(inputs_dir) / "rucio"
+    return _link(Path(inputs_dir) / "rucio", source)
+
+
+def _link(target: Path, source: Path) -> Path:
     if target.is_symlink():
         if target.resolve() == source.resolve():
             return target
@@ -49,7 +52,7 @@ def link_inputs(inputs_dir: Path, source: Path = RD_DIR) -> Path:
             f"{target} exists and is not a link to {source}; move it away to deploy rucio_rd"
         )
     target.parent.mkdir(parents=True, exist_ok=True)
-    target.symlink_to(source.resolve(), target_is_directory=True)
+    target.symlink_to(source.resolve(), target_is_directory=source.is_dir())
     return target
 
 

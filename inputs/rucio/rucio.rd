@@ -163,6 +163,68 @@ inline code here only calls into it. -->
 		</scsCore>
 	</service>
 
+	<table id="links" onDisk="False">
+		<meta name="description">The rows of a DataLink response (DataLink 1.1),
+		with the standard's UCDs.</meta>
+		<column name="ID" type="text" ucd="meta.id;meta.main"
+			tablehead="DID" verbLevel="1"
+			description="The Rucio DID (scope:name) this row is about."/>
+		<column name="access_url" type="text" ucd="meta.ref.url"
+			tablehead="URL" verbLevel="1" displayHint="type=url"
+			description="Where to get the replica (or null for services and errors)."/>
+		<column name="service_def" type="text" ucd="meta.ref"
+			tablehead="Service" verbLevel="1"
+			description="Reference to the service descriptor (RESOURCE) of a #proc row."/>
+		<column name="error_message" type="text" ucd="meta.code.error"
+			tablehead="Error" verbLevel="1"
+			description="Why there is no link: a DataLink fault code and its reason."/>
+		<column name="description" type="text" ucd="meta.note"
+			tablehead="Description" verbLevel="1"
+			description="What the link is: the observation, the site and its distance."/>
+		<column name="semantics" type="text" ucd="meta.code"
+			tablehead="Semantics" verbLevel="1"
+			description="#this for replicas (the first is the chosen one), #proc for services."/>
+		<column name="content_type" type="text" ucd="meta.code.mime"
+			tablehead="Type" verbLevel="1"
+			description="Media type of what access_url returns."/>
+		<column name="content_length" type="bigint" unit="byte"
+			ucd="phys.size;meta.file" tablehead="Size" verbLevel="1"
+			description="Size of what access_url returns.">
+			<values nullLiteral="-1"/>
+		</column>
+		<column name="local_semantics" type="text" ucd="meta.code"
+			tablehead="Local sem." verbLevel="1"
+			description="Service-specific refinement of semantics (unused here)."/>
+	</table>
+
+	<data id="make_links" auto="False">
+		<!-- builds a links table from LinkDefs (see rucio_rd.dachs_datalink) -->
+		<embeddedGrammar>
+			<iterator>
+				<code>
+					for linkDef in self.sourceToken:
+						yield linkDef.asDict()
+				</code>
+			</iterator>
+		</embeddedGrammar>
+		<make table="links"/>
+	</data>
+
+	<service id="dl" allowed="dlmeta">
+		<meta name="title">Rucio Data Lake DataLink</meta>
+		<meta name="shortName">Rucio DataLink</meta>
+		<meta name="description">
+			For a Rucio DID (scope:name), the replica nearest to you (by the
+			geolocation of your IP address) as the first #this link, the
+			other replicas as fallbacks, and the SODA cutout services of the
+			chosen replica's site.  Parameters: ID (repeatable), sort
+			(nearest_by_client or random), ranking (0 = nearest),
+			client_ip_address, must_include_soda.
+		</meta>
+		<meta name="testQuery.ID">testing:PTF10tce.fits</meta>
+		<customCore module="dlcore"/>
+	</service>
+
 	<regSuite title="rucio cone search">
 		<regTest title="The Eridanus cone finds the demo's Eridanus files">
 			<url RA="53.75308" DEC="-24.93365" SR="1">cone/scs.xml</url>

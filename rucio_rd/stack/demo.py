@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rucio_rd.stack.dachs_instance import DachsInstance
+from rucio_rd.stack.process import ServerProcess
 from rucio_rd.stack.rucio_server import RucioServer
 from rucio_rd.stack.seed import seed
 from rucio_rd.stack.site_directory import SiteDirectoryProcess
@@ -38,6 +39,7 @@ class Layout:
     rucio_db: str
     meta_db: str
     dachs_db: str
+    legacy_port: int = 10000
     synthetic_files: int = 300
 
 
@@ -66,6 +68,11 @@ class Stack:
         self.dachs = DachsInstance(
             root=workdir / "dachs", port=layout.dachs_port, db_name=layout.dachs_db
         )
+        # The prototype's DataLink URL (/links, /rucio/links), redirected to DaCHS.
+        self.legacy = ServerProcess(
+            "legacy-links", "rucio_rd.legacy_links", workdir / "legacy", layout.legacy_port,
+            ["--target", self.dachs.server_url],
+        )
 
     @property
     def cone_url(self) -> str:
@@ -84,6 +91,10 @@ class Stack:
         path = self.plugin_config_source
         path.parent.mkdir(parents=True, exist_ok=True)
         credentials = self.rucio.credentials()
+        password_file = path.parent / "rucio-password"
+        password_file.touch(mode=0o600)
+        password_file.chmod(0o600)
+        password_file.write_text(credentials["password"])
         path.write_text(
             "# written by rucio_rd.stack.demo for this stack\n"
             "[metadata]\n"
@@ -94,6 +105,7 @@ class Stack:
             'auth = "userpass"\n'
             f'account = "{credentials["account"]}"\n'
             f'username = "{credentials["username"]}"\n'
+            f'password_file = "{password_file}"\n'
             "[sites]\n"
             'source = "site_directory"\n'
             f'url = "{self.sites.url}"\n'
@@ -134,10 +146,13 @@ class Stack:
         for line in self.deploy().splitlines():
             log(f"  {line}")
         self.dachs.start()
+        self.legacy.start()
+        log(f"prototype URLs      {self.legacy.url}/rucio/links?id=... (redirected)")
         log(f"DaCHS               {self.dachs.server_url}  (ready in "
             f"{time.monotonic() - started:.0f} s)")
 
     def down(self) -> None:
+        self.legacy.stop()
         self.dachs.stop()
         self.sites.stop()
         self.rucio.stop()

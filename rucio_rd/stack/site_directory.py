@@ -19,18 +19,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import signal
-import subprocess
 import sys
 import threading
-import time
-import urllib.error
-import urllib.request
-from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+
+from rucio_rd.stack.process import ServerProcess
 
 __all__ = ["SiteDirectoryProcess", "load_directory", "make_server"]
 
@@ -88,58 +84,10 @@ def serve_in_thread(data: dict[str, Any], port: int) -> ThreadingHTTPServer:
     return server
 
 
-@dataclass
-class SiteDirectoryProcess:
+def SiteDirectoryProcess(workdir: Path, port: int = 18200, data: Path = DEFAULT_DATA):  # noqa: N802
     """The stand-in as a background process of its own (demo, integration tests)."""
-
-    workdir: Path
-    port: int = 18200
-    data: Path = DEFAULT_DATA
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def pid_path(self) -> Path:
-        return Path(self.workdir) / "site-directory.pid"
-
-    def is_running(self) -> bool:
-        try:
-            with urllib.request.urlopen(self.url + "/ping", timeout=2) as response:
-                return response.status == 200
-        except (urllib.error.URLError, OSError):
-            return False
-
-    def start(self, timeout: float = 15) -> None:
-        if self.is_running():
-            return
-        Path(self.workdir).mkdir(parents=True, exist_ok=True)
-        log = open(Path(self.workdir) / "site-directory.log", "ab")
-        process = subprocess.Popen(
-            [sys.executable, "-m", "rucio_rd.stack.site_directory", "--port", str(self.port),
-             "--data", str(self.data)],
-            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            start_new_session=True, cwd=REPO,
-        )
-        self.pid_path.write_text(str(process.pid))
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                raise RuntimeError(f"site-directory stand-in exited ({process.returncode})")
-            if self.is_running():
-                return
-            time.sleep(0.1)
-        raise RuntimeError(f"site-directory stand-in did not answer within {timeout}s")
-
-    def stop(self) -> None:
-        if not self.pid_path.exists():
-            return
-        try:
-            os.kill(int(self.pid_path.read_text()), signal.SIGTERM)
-        except ProcessLookupError:
-            pass
-        self.pid_path.unlink(missing_ok=True)
+    return ServerProcess("site-directory", "rucio_rd.stack.site_directory", Path(workdir), port,
+                         ["--data", str(data)], probe_path="/ping")
 
 
 def main(argv: list[str] | None = None) -> int:

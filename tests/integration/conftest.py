@@ -11,7 +11,7 @@ import pytest
 
 from rucio_rd.stack.demo import Layout, Stack
 
-TEST_PORTS = {"rucio_port": 18191, "sites_port": 18291, "dachs_port": 18080}
+TEST_PORTS = {"rucio_port": 18191, "sites_port": 18291, "dachs_port": 18080, "legacy_port": 18391}
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,345 @@
+"""The datalink service's DaCHS side: a DatalinkCore that links Rucio replicas.
+
+``inputs/rucio/dlcore.py`` hands :class:`RucioDatalinkCore` to DaCHS as a
+custom core of the service ``rucio/rucio#dl`` (``/rucio/rucio/dl/dlmeta``).
+The decisions are made in :mod:`rucio_rd.links`; this module only:
+
+- reads the request (IDs, parameters, the client's address),
+- asks the shared :class:`~rucio_rd.links.ReplicaResolver` for all IDs at once,
+- turns the answers into DaCHS link definitions, fault rows and *external*
+  SODA service descriptors (DaCHS's own core only describes services of its
+  own server), and
+- renders the DataLink VOTable with the UCDs of DataLink 1.1 and the DataLink
+  media type whatever Accept says (DaCHS's stock answers fail datalinklint on
+  both).
+
+DaCHS does not pass the HTTP request to cores, so :func:`install_client_hook`
+records the peer address and forwarding headers in the query metadata of
+DaCHS's ``dlmeta`` renderer; that is the one place this module reaches into
+DaCHS internals, and it only adds a key.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from gavo import base, rsc, svcs, utils
+from gavo.formats import votablewrite
+from gavo.protocols import datalink
+from gavo.votable import V
+
+from rucio_rd import config, links
+from rucio_rd.sites import SODA_SYNC, SodaService
+
+__all__ = ["RucioDatalinkCore", "install_client_hook"]
+
+CLIENT_KEY = "rucio_rd.client"
+DATALINK_TYPE = "application/x-votable+xml;content=datalink"
+MAX_IDS = 1000
+
+# Service parameters besides ID (RESPONSEFORMAT and MAXREC come from DaCHS's
+# DALI handling).  They are text so that a bad value becomes a fault row for
+# each ID, as DataLink wants, rather than a whole-request error.
+PARAMETERS = (
+    ("sort", "How to order the replicas: nearest_by_client (default, by great-circle"
+     " distance to the client's geolocated address) or random."),
+    ("ranking", "Which replica to put first: 0 (default) is the nearest, 1 the next..."),
+    ("client_ip_address", "Geolocate this IP address instead of the caller's."),
+    ("must_include_soda", "True: only replicas at sites offering a SODA (cutout) service."),
+)
+
+_SODA_PARAMETERS = (
+    # name, datatype, arraysize, xtype, unit, ucd, description
+    ("POS", "char", "*", None, None, "pos.outline;obs",
+     "Region to cut out, as a DALI/SODA shape: CIRCLE, RANGE or POLYGON with values"),
+    ("CIRCLE", "double", "3", "circle", "deg", "pos.outline;obs",
+     "Circle to cut out: ICRS RA, Dec and radius in degrees"),
+    ("POLYGON", "double", "*", "polygon", "deg", "pos.outline;obs",
+     "Polygon to cut out: ICRS RA, Dec of at least three vertices"),
+    ("BAND", "double", "2", "interval", "m", "em.wl;stat.interval",
+     "Spectral interval to cut out, as vacuum wavelengths in metres"),
+    ("TIME", "double", "2", "interval", "d", "time.interval;obs.exposure",
+     "Time interval to cut out, as MJD"),
+    ("POL", "char", "*", None, None, "meta.code;phys.polarization",
+     "Polarization states to keep (I, Q, U, V, RR, LL, ...)"),
+)
+
+
+class ExternalSodaDescriptor:
+    """A SODA service at a replica's site, written as a DataLink service descriptor."""
+
+    rendName = None  # not one of this server's renderers
+
+    def __init__(self, did: str, service: SodaService, site_name: str) -> None:
+        self.pubDID = did
+        self.service = service
+        kind = "sync" if service.standard_id == SODA_SYNC else "async"
+        self.kind = kind
+        self.description = f"SODA {kind} cutout service for {did} at {site_name}"
+
+    def asVOT(self, ctx: Any, accessURL: str | None = None, linkIdTo: str | None = None) -> Any:
+        resource = V.RESOURCE(
+            ID=ctx.getOrMakeIdFor(self, suggestion=f"soda_{self.kind}"),
+            name=f"soda_{self.kind}", type="meta", utype="adhoc:service",
+        )[
+            V.DESCRIPTION[self.description],
+            V.PARAM(name="accessURL", datatype="char", arraysize="*", ucd="meta.ref.url",
+                    value=self.service.access_url),
+            V.PARAM(name="standardID", datatype="char", arraysize="*",
+                    value=self.service.standard_id),
+        ]
+        if self.service.resource_identifier:
+            resource[V.PARAM(name="resourceIdentifier", datatype="char", arraysize="*",
+                             value=self.service.resource_identifier)]
+        inputs = V.GROUP(name="inputParams")[
+            V.PARAM(name="ID", datatype="char", arraysize="*", ucd="meta.id;meta.main",
+                    value=self.pubDID)[
+                V.DESCRIPTION["The dataset to process (the Rucio DID)"]],
+        ]
+        for name, datatype, arraysize, xtype, unit, ucd, description in _SODA_PARAMETERS:
+            inputs[V.PARAM(name=name, datatype=datatype, arraysize=arraysize, xtype=xtype,
+                           unit=unit, ucd=ucd, value="")[V.DESCRIPTION[description]]]
+        return resource[inputs]
+
+
+def install_client_hook() -> None:
+    """Make DaCHS's dlmeta renderer note the peer address and forwarding headers."""
+    from gavo.web import vodal
+
+    renderer = vodal.DatalinkGetMetaRenderer
+    if getattr(renderer, "_rucio_rd_hooked", False):
+        return
+    original_init = renderer.__init__
+
+    def __init__(self: Any, request: Any, service: Any) -> None:
+        original_init(self, request, service)
+        try:
+            peer = request.getClientAddress().host
+        except AttributeError:
+            peer = None
+        self.queryMeta[CLIENT_KEY] = {
+            "peer": peer,
+            "x-forwarded-for": request.getHeader("x-forwarded-for"),
+            "x-real-ip": request.getHeader("x-real-ip"),
+        }
+
+    renderer.__init__ = __init__
+    renderer._rucio_rd_hooked = True
+
+
+_resolver_lock = threading.Lock()
+_resolver: links.ReplicaResolver | None = None
+_settings: config.Settings | None = None
+
+
+def _shared_resolver(table_name: str) -> tuple[links.ReplicaResolver, config.Settings]:
+    """The process-wide resolver, built from the configuration on first use."""
+    global _resolver, _settings
+    with _resolver_lock:
+        if _resolver is None:
+            from rucio_rd import dachs_import, dependencies
+
+            _settings = dachs_import.load_dachs_settings()
+            _resolver = dependencies.make_resolver(
+                _settings, metadata_lookup=lambda dids: _table_metadata(table_name, dids)
+            )
+        return _resolver, _settings
+
+
+def _table_metadata(table_name: str, dids: Sequence[str]) -> dict[str, links.FileMetadata]:
+    """obs_id, content type and length for the DIDs from the published table."""
+    result = {}
+    with base.getTableConn() as connection:
+        for did, obs_id, content_type, content_length in connection.query(
+            f"SELECT did, obs_id, content_type, content_length FROM {table_name}"
+            " WHERE did = ANY(%(dids)s)",
+            {"dids": list(dids)},
+        ):
+            result[did] = links.FileMetadata(obs_id, content_type, content_length)
+    return result
+
+
+def _describe(link_set: links.LinkSet, rank: int, sort: str) -> str:
+    ranked = link_set.replicas[rank]
+    what = link_set.metadata.obs_id or link_set.did
+    where = ranked.replica.rse
+    if ranked.site is not None and ranked.site.name != ranked.replica.rse:
+        where = f"{ranked.site.name} ({ranked.replica.rse})"
+    text = f"{what} at {where}"
+    if ranked.distance_km is not None:
+        text += f", {ranked.distance_km:,.0f} km from the client"
+    if rank == 0:
+        choice = "nearest replica" if sort == "nearest_by_client" else "chosen replica"
+        return f"{text}: {choice}"
+    return f"{text}: fallback {rank}"
+
+
+def _link_defs(link_set: links.LinkSet, sort: str) -> list[datalink.LinkDef]:
+    length = link_set.metadata.content_length
+    if length is None:
+        length = link_set.file_bytes
+    return [
+        datalink.LinkDef(
+            link_set.did, ranked.replica.pfn, semantics="#this",
+            description=_describe(link_set, rank, sort),
+            contentType=link_set.metadata.content_type, contentLength=length,
+        )
+        for rank, ranked in enumerate(link_set.replicas)
+    ]
+
+
+def _fault_def(fault: links.LinkFault) -> datalink.LinkDef:
+    return datalink.LinkDef(
+        fault.did, None, errorMessage=f"{fault.fault}: {fault.message}", semantics="#this"
+    )
+
+
+def _choice_info(request: links.DatalinkRequest, client: links.ClientLocation,
+                 locator_description: str) -> tuple[str, str]:
+    if request.sort == "random":
+        how = "replicas in random order"
+    elif client.position is not None:
+        position = client.position
+        label = f" ({position.label})" if position.label else ""
+        how = (f"replicas ordered by great-circle distance from {client.address}{label}"
+               f" at {position.latitude:.2f}, {position.longitude:.2f}, located from"
+               f" {client.source} with {locator_description}")
+    else:
+        how = (f"the client could not be located ({client.problem}); replicas are in"
+               " no particular order")
+    if request.ranking:
+        how += f"; ranking={request.ranking} puts the replica of that rank first"
+    if request.must_include_soda:
+        how += "; only sites offering SODA"
+    return request.sort, how
+
+
+class RucioDatalinkCore(datalink.DatalinkCore):
+    """A datalink core whose IDs are Rucio DIDs and whose links are ranked replicas.
+
+    The table and the response structure come from the RD ``rucio/rucio``
+    (named rather than taken from the service, so that the core can serve
+    from another RD too).
+    """
+
+    contract_rd = "rucio/rucio"
+
+    @property
+    def contract(self) -> Any:
+        return base.caches.getRD(self.contract_rd)
+
+    def completeElement(self, ctx: Any) -> None:
+        for name, description in PARAMETERS:
+            self.inputKeys.append(base.makeStruct(
+                svcs.InputKey, name=name, type="text", multiplicity="single",
+                description=description))
+        super().completeElement(ctx)
+        install_client_hook()
+
+    def adaptForRenderer(self, renderer: Any, queryMeta: Any) -> Any:
+        if renderer.name != "dlmeta":
+            return self
+        try:
+            args = utils.stealVar("args")
+            if not isinstance(args, dict):
+                raise ValueError("no request arguments")
+            args = utils.CaseSemisensitiveDict(args)
+        except ValueError:
+            return self
+        ids = args.get("ID") or []
+        if not isinstance(ids, list):
+            ids = [ids]
+        maxrec = queryMeta["dbLimit"]
+        overflowed = False
+        limit = min(MAX_IDS, maxrec) if maxrec is not None else MAX_IDS
+        if len(ids) > limit:
+            ids, overflowed = ids[:limit], True
+        link_defs, info = self._links(ids, args, queryMeta)
+        if maxrec is not None and len(link_defs) > maxrec:
+            link_defs, overflowed = link_defs[:maxrec], True
+
+        adapted = self.change(inputTable=base.makeStruct(
+            svcs.InputTD, inputKeys=self.inputKeys[:], exclusive=True))
+        adapted.run = adapted.runForMeta
+        adapted.nocache = True
+        adapted.datalinkLinks = [item for item in link_defs
+                                 if not isinstance(item, ExternalSodaDescriptor)]
+        adapted.datalinkEndpoints = [item for item in link_defs
+                                     if isinstance(item, ExternalSodaDescriptor)]
+        adapted.descriptors, adapted.errors = [], []
+        adapted.overflowed = overflowed
+        adapted.choice_info = info
+        adapted.had_ids = bool(ids)
+        return adapted
+
+    def _links(self, ids: list[str], args: Mapping[str, Any], queryMeta: Any) -> tuple[list, Any]:
+        """Link definitions (and SODA descriptors) for all IDs, in ID order."""
+        if not ids:
+            return [], None
+        try:
+            request = links.parse_request(args)
+        except links.UsageError as exc:
+            return [_fault_def(links.LinkFault(did, "UsageFault", str(exc))) for did in ids], None
+        resolver, settings = _shared_resolver(self.contract.getById("main").getQName())
+        seen = queryMeta.get(CLIENT_KEY) or {}
+        address, source = links.client_address(
+            request.client_ip_address, seen.get("peer"), seen, settings.geoip.trusted_proxies)
+        client = resolver.locate(request, address, source)
+        items: list[Any] = []
+        for result in resolver.resolve(ids, request, client):
+            if isinstance(result, links.LinkFault):
+                items.append(_fault_def(result))
+                continue
+            items.extend(_link_defs(result, request.sort))
+            site = result.chosen_site
+            if site is not None:
+                for service in (site.soda_sync, site.soda_async):
+                    if service is not None:
+                        items.append(ExternalSodaDescriptor(result.did, service, site.name))
+        return items, _choice_info(request, client, resolver.locator.description)
+
+    def getDatalinksResource(self, ctx: Any, service: Any) -> Any:
+        rows = list(self.datalinkLinks)
+        rows.extend(
+            datalink.LinkDef(
+                endpoint.pubDID, None,
+                serviceType=ctx.getOrMakeIdFor(endpoint, suggestion=f"soda_{endpoint.kind}"),
+                description=endpoint.description, semantics="#proc",
+                contentType="application/fits")
+            for endpoint in self.datalinkEndpoints)
+        data = rsc.makeData(self.contract.getById("make_links"), forceSource=rows)
+        data.setMeta("_type", "results")
+        return votablewrite.makeResource(votablewrite.VOTableContext(tablecoding="td"), data)
+
+    def _iterAccessResources(self, ctx: Any, service: Any) -> Any:
+        for endpoint in self.datalinkEndpoints:
+            yield endpoint.asVOT(ctx)
+
+    def runForMeta(self, service: Any, inputTable: Any, queryMeta: Any) -> Any:
+        try:
+            if not getattr(self, "had_ids", False):
+                raise base.ValidationError(
+                    "ID is mandatory: give one or more Rucio DIDs (scope:name)", "ID")
+            ctx = votablewrite.VOTableContext(tablecoding="td")
+            vot = V.VOTABLE[
+                self.getDatalinksResource(ctx, service),
+                self._iterAccessResources(ctx, service)]
+            if self.choice_info is not None:
+                sort, how = self.choice_info
+                vot[V.INFO(name="replica_ranking", value=sort)[how]]
+            if self.overflowed:
+                vot[V.INFO(name="QUERY_STATUS", value="OVERFLOW")[
+                    "Results cropped at MAXREC (or at most 1000 IDs per request)."]]
+            else:
+                vot[V.INFO(name="QUERY_STATUS", value="OK")]
+            # Always the DataLink type unless RESPONSEFORMAT asks otherwise: DaCHS
+            # sends text/xml when Accept mentions text/html, which Java's default
+            # Accept (TOPCAT, STILTS) does.  Browsers get HTML from the renderer.
+            media_type = str(inputTable.getParam("responseformat") or DATALINK_TYPE)
+            if media_type == "votable":
+                media_type = DATALINK_TYPE
+            return media_type, vot.render()
+        finally:
+            self.finalize()

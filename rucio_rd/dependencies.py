@@ -1,0 +1,62 @@
+"""Builds, from the settings, the long-lived objects the datalink service shares.
+
+One Rucio client (with its token cache and connection pool), one cached site
+source and one GeoIP reader per process: requests reuse them.  Nothing here
+talks to a server at build time, so a DaCHS process starts even when Rucio or
+the site directory is down; they are reached, with bounded timeouts, when a
+request needs them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+
+from rucio_rd.config import Settings
+from rucio_rd.geo import GeoLocator
+from rucio_rd.links import FileMetadata, ReplicaResolver
+from rucio_rd.rucio import RucioClient, client_from_settings
+from rucio_rd.sites import (
+    CachedSiteSource,
+    SiteCatalogue,
+    SiteDirectoryClient,
+    catalogue_from_rse_attributes,
+    load_site_file,
+)
+
+__all__ = ["make_resolver", "make_site_source"]
+
+
+def _from_rucio(client: RucioClient) -> Callable[[], SiteCatalogue]:
+    def fetch() -> SiteCatalogue:
+        return catalogue_from_rse_attributes(
+            {rse: client.rse_attributes(rse) for rse in client.list_rses()}
+        )
+
+    return fetch
+
+
+def make_site_source(settings: Settings, rucio: RucioClient) -> CachedSiteSource:
+    """The site information source named by ``[sites] source``, behind a TTL cache."""
+    sites = settings.sites
+    if sites.source == "file":
+        fetch = lambda: load_site_file(sites.file)  # noqa: E731
+    elif sites.source == "rucio":
+        fetch = _from_rucio(rucio)
+    else:
+        fetch = SiteDirectoryClient(sites.url, timeout=sites.timeout).fetch
+    return CachedSiteSource(fetch, ttl=sites.ttl)
+
+
+def make_resolver(
+    settings: Settings,
+    metadata_lookup: Callable[[Sequence[str]], Mapping[str, FileMetadata]] | None = None,
+) -> ReplicaResolver:
+    rucio = client_from_settings(settings.rucio)
+    resolver = ReplicaResolver(
+        rucio=rucio,
+        sites=make_site_source(settings, rucio),
+        locator=GeoLocator(settings.geoip.database or None),
+    )
+    if metadata_lookup is not None:
+        resolver.metadata_lookup = metadata_lookup
+    return resolver

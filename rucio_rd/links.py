@@ -1,0 +1,329 @@
+"""What the datalink service decides, without DaCHS: parameters in, links or faults out.
+
+:func:`parse_request` turns the service's (case-insensitive) parameters into
+a validated :class:`DatalinkRequest`; :func:`parse_did` checks one ID;
+:func:`client_address` picks the address to geolocate;
+:class:`ReplicaResolver` asks Rucio once for all IDs of a request, ranks
+each file's replicas and returns, per ID, either a :class:`LinkSet` or a
+:class:`LinkFault`.
+
+This module never builds VOTables and never imports DaCHS (see
+:mod:`rucio_rd.dachs_datalink` for that); every error a client can cause
+comes back as a :class:`LinkFault` naming the offending value, never as an
+exception.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import random
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from rucio_rd.geo import GeoLocator, LocationError, Position
+from rucio_rd.ranking import (
+    SORTS,
+    NoSodaReplica,
+    RankedReplica,
+    RankingError,
+    choose,
+    rank_replicas,
+)
+from rucio_rd.rucio import RucioClient, RucioError, RucioUnavailable
+from rucio_rd.sites import CachedSiteSource, Site, SiteCatalogue, SiteSourceError
+
+__all__ = [
+    "ClientLocation",
+    "DatalinkRequest",
+    "FileMetadata",
+    "LinkFault",
+    "LinkSet",
+    "ReplicaResolver",
+    "UsageError",
+    "client_address",
+    "parse_did",
+    "parse_request",
+]
+
+log = logging.getLogger("rucio_rd.links")
+
+# Rucio's own limits: scope up to 25 characters, name up to 250 (common.schema).
+_SCOPE = re.compile(r"[A-Za-z0-9_.\-]{1,25}")
+_NAME = re.compile(r"[A-Za-z0-9_.\-/+]{1,250}")
+_MAX_ECHO = 80
+_TRUE = ("true", "yes", "1", "on", "t", "y")
+_FALSE = ("false", "no", "0", "off", "f", "n", "")
+
+
+class UsageError(ValueError):
+    """A parameter the client got wrong; the message says which and what is allowed."""
+
+
+def _echo(value: str) -> str:
+    """A value safe and short enough to quote back in an error message."""
+    text = value if len(value) <= _MAX_ECHO else value[:_MAX_ECHO] + "..."
+    return repr(text)
+
+
+@dataclass(frozen=True)
+class DatalinkRequest:
+    """The service's parameters other than ID, validated."""
+
+    sort: str = "nearest_by_client"
+    ranking: int = 0
+    client_ip_address: str | None = None
+    must_include_soda: bool = False
+
+
+def _single(args: Mapping[str, Any], key: str) -> str | None:
+    """The one value of a parameter (any case), or None; several values are an error."""
+    value = args.get(key.upper(), args.get(key))
+    if value is None:
+        return None
+    if isinstance(value, list | tuple):
+        values = [str(item) for item in value]
+        if not values:
+            return None
+        if len(set(values)) > 1:
+            raise UsageError(f"{key} was given {len(values)} times; give it once")
+        return values[0].strip()
+    return str(value).strip()
+
+
+def parse_request(args: Mapping[str, Any]) -> DatalinkRequest:
+    """Validate sort, ranking, client_ip_address and must_include_soda.
+
+    ``args`` maps parameter names to a value or a list of values; names are
+    matched case-insensitively when ``args`` is DaCHS's CaseSemisensitiveDict
+    (upper-case lookups), and also in their lower-case spelling otherwise.
+    """
+    sort = _single(args, "sort") or "nearest_by_client"
+    if sort not in SORTS:
+        raise UsageError(f"sort={_echo(sort)} is not one of {', '.join(SORTS)}")
+    ranking_text = _single(args, "ranking")
+    ranking = 0
+    if ranking_text:
+        if not re.fullmatch(r"[+]?\d{1,6}", ranking_text):
+            raise UsageError(
+                f"ranking={_echo(ranking_text)} is not a whole number >= 0 (0 is the nearest)"
+            )
+        ranking = int(ranking_text)
+    address = _single(args, "client_ip_address") or None
+    soda_text = (_single(args, "must_include_soda") or "").lower()
+    if soda_text not in _TRUE + _FALSE:
+        raise UsageError(f"must_include_soda={_echo(soda_text)} is not True or False")
+    return DatalinkRequest(sort, ranking, address, soda_text in _TRUE)
+
+
+def parse_did(text: str) -> tuple[str, str]:
+    """Split a DID ``scope:name``; raise UsageError saying what is wrong."""
+    if ":" not in text:
+        raise UsageError(f"ID {_echo(text)} is not a Rucio DID; expected scope:name")
+    scope, name = text.split(":", 1)
+    if not _SCOPE.fullmatch(scope):
+        raise UsageError(
+            f"ID {_echo(text)}: scope {_echo(scope)} is not a Rucio scope"
+            " (1-25 letters, digits, '_', '-', '.')"
+        )
+    if not _NAME.fullmatch(name) or name.startswith("/") or "//" in name:
+        raise UsageError(f"ID {_echo(text)}: name {_echo(name)} is not a Rucio file name")
+    return scope, name
+
+
+def client_address(
+    explicit: str | None,
+    peer: str | None,
+    headers: Mapping[str, str | None],
+    trusted_proxies: Iterable[str] = (),
+) -> tuple[str | None, str]:
+    """The address to geolocate and where it came from.
+
+    ``client_ip_address`` wins.  Forwarding headers (``X-Forwarded-For``,
+    then ``X-Real-IP``) count only when the peer is one of the trusted
+    proxies (addresses or networks); the right-most untrusted hop of
+    X-Forwarded-For is the client, as everything left of it is the client's
+    own claim.  Otherwise the peer address.
+    """
+    if explicit:
+        return explicit, "client_ip_address parameter"
+    networks = []
+    for proxy in trusted_proxies:
+        try:
+            networks.append(ipaddress.ip_network(proxy, strict=False))
+        except ValueError:
+            log.warning("ignoring trusted proxy %r: not an address or network", proxy)
+
+    def trusted(address: str) -> bool:
+        try:
+            parsed = ipaddress.ip_address(address)
+        except ValueError:
+            return False
+        return any(parsed in network for network in networks)
+
+    if peer and trusted(peer):
+        forwarded = headers.get("x-forwarded-for") or ""
+        hops = [hop.strip() for hop in forwarded.split(",") if hop.strip()]
+        while hops and trusted(hops[-1]):
+            hops.pop()
+        if hops:
+            return hops[-1], "X-Forwarded-For from a trusted proxy"
+        real_ip = (headers.get("x-real-ip") or "").strip()
+        if real_ip:
+            return real_ip, "X-Real-IP from a trusted proxy"
+    return peer, "the connection's peer address"
+
+
+@dataclass(frozen=True)
+class FileMetadata:
+    """What the published table knows about a file (for the #this rows)."""
+
+    obs_id: str | None = None
+    content_type: str | None = None
+    content_length: int | None = None
+
+
+@dataclass(frozen=True)
+class ClientLocation:
+    """Where the client was placed, or why it could not be."""
+
+    address: str | None
+    source: str
+    position: Position | None = None
+    problem: str | None = None
+
+
+@dataclass(frozen=True)
+class LinkSet:
+    """The answer for one ID: replicas in the order to try them, chosen first."""
+
+    did: str
+    replicas: tuple[RankedReplica, ...]
+    metadata: FileMetadata
+    file_bytes: int | None = None
+
+    @property
+    def chosen_site(self) -> Site | None:
+        return self.replicas[0].site if self.replicas else None
+
+
+@dataclass(frozen=True)
+class LinkFault:
+    """The answer for an ID that gets no links: a DataLink fault row."""
+
+    did: str
+    fault: str  # NotFoundFault, UsageFault, TransientFault, DefaultFault
+    message: str
+
+
+@dataclass
+class ReplicaResolver:
+    """Turns IDs into ranked replicas: Rucio for replicas, the site source for positions.
+
+    Created once per process (the clients inside keep connections, tokens and
+    the site cache) and shared by all requests; ``resolve`` is thread-safe as
+    long as the clients are.
+    """
+
+    rucio: RucioClient
+    sites: CachedSiteSource
+    locator: GeoLocator
+    metadata_lookup: Callable[[Sequence[str]], Mapping[str, FileMetadata]] = (
+        lambda dids: {}
+    )
+    rng: random.Random = field(default_factory=random.SystemRandom)
+
+    def locate(self, request: DatalinkRequest, address: str | None, source: str) -> ClientLocation:
+        if address is None:
+            return ClientLocation(None, source, problem="no client address is known")
+        try:
+            return ClientLocation(address, source, self.locator.locate(address))
+        except LocationError as exc:
+            return ClientLocation(address, source, problem=str(exc))
+
+    def resolve(
+        self,
+        ids: Sequence[str],
+        request: DatalinkRequest,
+        client: ClientLocation,
+    ) -> list[LinkSet | LinkFault]:
+        """One result per ID, in the order of ``ids``."""
+        results: dict[int, LinkSet | LinkFault] = {}
+        wanted: dict[int, str] = {}
+        for index, raw in enumerate(ids):
+            try:
+                scope, name = parse_did(raw)
+            except UsageError as exc:
+                results[index] = LinkFault(raw, "UsageFault", str(exc))
+                continue
+            if request.sort == "nearest_by_client" and client.position is None:
+                if client.source == "client_ip_address parameter":
+                    results[index] = LinkFault(
+                        raw, "UsageFault",
+                        f"client_ip_address cannot be geolocated: {client.problem}",
+                    )
+                    continue
+            wanted[index] = f"{scope}:{name}"
+
+        if wanted:
+            self._resolve_known(wanted, request, client, results)
+        return [results[index] for index in range(len(ids))]
+
+    def _resolve_known(
+        self,
+        wanted: dict[int, str],
+        request: DatalinkRequest,
+        client: ClientLocation,
+        results: dict[int, LinkSet | LinkFault],
+    ) -> None:
+        dids = sorted(set(wanted.values()))
+        try:
+            listing = self.rucio.list_replicas(dids)
+        except RucioUnavailable as exc:
+            for index, did in wanted.items():
+                results[index] = LinkFault(did, "TransientFault", f"Rucio: {exc}")
+            return
+        except RucioError as exc:
+            for index, did in wanted.items():
+                results[index] = LinkFault(did, "DefaultFault", f"Rucio: {exc}")
+            return
+        try:
+            catalogue = self.sites.get()
+        except SiteSourceError as exc:
+            log.warning("no site information: %s", exc)
+            catalogue = SiteCatalogue({})
+        try:
+            metadata = self.metadata_lookup(dids)
+        except Exception as exc:  # the table is a nicety; links work without it
+            log.warning("metadata lookup failed: %s", exc)
+            metadata = {}
+        for index, did in wanted.items():
+            results[index] = self._links_for(did, listing, catalogue, metadata, request, client)
+
+    def _links_for(
+        self,
+        did: str,
+        listing: Any,
+        catalogue: SiteCatalogue,
+        metadata: Mapping[str, FileMetadata],
+        request: DatalinkRequest,
+        client: ClientLocation,
+    ) -> LinkSet | LinkFault:
+        if did in listing.missing or did not in listing.found:
+            return LinkFault(did, "NotFoundFault", f"Rucio knows no file {did}")
+        found = listing.found[did]
+        if not found.replicas:
+            return LinkFault(did, "NotFoundFault", f"{did} has no available replica")
+        try:
+            ranked = rank_replicas(
+                found.replicas, catalogue, client.position, request.sort,
+                request.must_include_soda, self.rng,
+            )
+            ordered = choose(ranked, request.ranking)
+        except NoSodaReplica as exc:
+            return LinkFault(did, "NotFoundFault", str(exc))
+        except RankingError as exc:
+            return LinkFault(did, "UsageFault", str(exc))
+        return LinkSet(did, tuple(ordered), metadata.get(did, FileMetadata()), found.bytes)

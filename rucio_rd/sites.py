@@ -1,0 +1,698 @@
+"""Where Rucio storage elements (RSEs) are, and which SODA services their site offers.
+
+Every RSE belongs to a site with a position and, possibly, SODA (cutout)
+services.  This module builds a :class:`SiteCatalogue` (RSE name -> :class:`Site`)
+from one of three sources, all giving the same result:
+
+- the SKA site directory (:class:`SiteDirectoryClient`): ``GET /storages/grafana``
+  for the RSEs' coordinates and ``GET /services`` for the sites and their
+  services (:func:`parse_site_directory` holds the shape rules);
+- a local JSON file with the same two lists (:func:`load_site_file`);
+- Rucio's own RSE attributes (:func:`catalogue_from_rse_attributes`).
+
+:class:`CachedSiteSource` keeps a catalogue for a time-to-live, refreshes it,
+and keeps serving the last good copy when the source is down.
+
+Parsing is forgiving inside the lists: a malformed entry is skipped (or loses
+its position) with a log message, and never costs the rest of the catalogue.
+Only a source that cannot be read at all, or whose top level has the wrong
+shape, raises :class:`SiteSourceError`.
+
+This module must not import DaCHS, must not rank replicas (that is
+:mod:`rucio_rd.ranking`) and never logs credentials: URLs are logged without
+user information or query strings.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import re
+import threading
+import time
+import urllib.parse
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+import requests
+
+from rucio_rd.geo import Position
+
+__all__ = [
+    "RSE_ATTRIBUTE_LATITUDE",
+    "RSE_ATTRIBUTE_LONGITUDE",
+    "RSE_ATTRIBUTE_SITE",
+    "RSE_ATTRIBUTE_SODA_ASYNC_URL",
+    "RSE_ATTRIBUTE_SODA_RESOURCE_IDENTIFIER",
+    "RSE_ATTRIBUTE_SODA_SYNC_URL",
+    "SODA_ASYNC",
+    "SODA_SYNC",
+    "CachedSiteSource",
+    "Site",
+    "SiteCatalogue",
+    "SiteDirectoryClient",
+    "SiteSourceError",
+    "SodaService",
+    "catalogue_from_rse_attributes",
+    "load_site_file",
+    "parse_site_directory",
+]
+
+log = logging.getLogger("rucio_rd.sites")
+
+SODA_SYNC = "ivo://ivoa.net/std/SODA#sync-1.0"
+SODA_ASYNC = "ivo://ivoa.net/std/SODA#async-1.0"
+
+# Service types of the SKA site directory (compared case-insensitively).
+_RSE_TYPE = "rucio storage element (rse)"
+_SODA_TYPES = {"soda (sync)": SODA_SYNC, "soda (async)": SODA_ASYNC}
+
+#: RSE attributes read by :func:`catalogue_from_rse_attributes`.
+RSE_ATTRIBUTE_LATITUDE = "latitude"
+RSE_ATTRIBUTE_LONGITUDE = "longitude"
+RSE_ATTRIBUTE_SITE = "site"
+RSE_ATTRIBUTE_SODA_SYNC_URL = "soda_sync_url"
+RSE_ATTRIBUTE_SODA_ASYNC_URL = "soda_async_url"
+RSE_ATTRIBUTE_SODA_RESOURCE_IDENTIFIER = "soda_resource_identifier"
+
+
+class SiteSourceError(RuntimeError):
+    """Site information could not be read, and there is no last good copy."""
+
+
+@dataclass(frozen=True)
+class SodaService:
+    """A SODA service a site offers for the data on its storage.
+
+    Parameters
+    ----------
+    standard_id : str
+        :data:`SODA_SYNC` or :data:`SODA_ASYNC`.
+    access_url : str
+        The service endpoint, e.g. ``https://soda.example:443/soda/sync``.
+    resource_identifier : str or None
+        The service's IVOA identifier (``ivo://...``), where known.
+    """
+
+    standard_id: str
+    access_url: str
+    resource_identifier: str | None = None
+
+
+@dataclass(frozen=True)
+class Site:
+    """The site holding an RSE: its position and SODA services.
+
+    Parameters
+    ----------
+    name : str
+        The site's name (or the RSE's, when no site lists it).
+    position : Position or None
+        Where the RSE is; None when the source gives no usable coordinates.
+    soda_sync, soda_async : SodaService or None
+        The site's synchronous and asynchronous SODA services.
+    """
+
+    name: str
+    position: Position | None
+    soda_sync: SodaService | None = None
+    soda_async: SodaService | None = None
+
+    @property
+    def has_soda(self) -> bool:
+        """Whether the site offers any SODA service."""
+        return self.soda_sync is not None or self.soda_async is not None
+
+
+class SiteCatalogue(Mapping[str, Site]):
+    """An immutable mapping from RSE name to the :class:`Site` holding it.
+
+    Parameters
+    ----------
+    sites_by_rse : Mapping[str, Site]
+        The RSEs and their sites; copied.
+    """
+
+    def __init__(self, sites_by_rse: Mapping[str, Site]) -> None:
+        for rse, site in sites_by_rse.items():
+            if not isinstance(rse, str) or not isinstance(site, Site):
+                raise TypeError(
+                    f"SiteCatalogue maps RSE names to Site objects, got {rse!r}: {site!r}"
+                )
+        self._sites: Mapping[str, Site] = MappingProxyType(dict(sites_by_rse))
+
+    def site_for_rse(self, rse: str) -> Site | None:
+        """The site holding ``rse``, or None if the catalogue does not know it."""
+        return self._sites.get(rse)
+
+    @property
+    def rses(self) -> frozenset[str]:
+        """The names of all RSEs in the catalogue."""
+        return frozenset(self._sites)
+
+    def __getitem__(self, rse: str) -> Site:
+        return self._sites[rse]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._sites)
+
+    def __len__(self) -> int:
+        return len(self._sites)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, SiteCatalogue):
+            return dict(self._sites) == dict(other._sites)
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"SiteCatalogue({dict(self._sites)!r})"
+
+
+# --- parsing helpers ----------------------------------------------------------
+
+
+def _nonempty_text(value: Any) -> str | None:
+    if isinstance(value, str) and value.strip():
+        return value.strip()
+    return None
+
+
+def _coordinate(value: Any) -> float | None:
+    """A finite float from a number or a numeric string (Rucio gives strings)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        number = float(value)
+    elif isinstance(value, str):
+        try:
+            number = float(value.strip())
+        except ValueError:
+            return None
+    else:
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _position(latitude: Any, longitude: Any, label: str, where: str) -> Position | None:
+    lat, lon = _coordinate(latitude), _coordinate(longitude)
+    if lat is None or lon is None:
+        if latitude is not None or longitude is not None:
+            log.warning("%s: latitude=%r longitude=%r are not numbers; no position",
+                        where, latitude, longitude)
+        return None
+    try:
+        return Position(lat, lon, label)
+    except ValueError as exc:
+        log.warning("%s: %s; no position", where, exc)
+        return None
+
+
+def _port(value: Any) -> int | None | bool:
+    """The port as an int, None if absent, False if unusable."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value.strip())
+    if isinstance(value, int) and 0 < value < 65536:
+        return value
+    return False
+
+
+def _soda_url(service: Mapping[str, Any], where: str) -> str | None:
+    """``{prefix}://{host}[:{port}]/{path}`` with exactly one slash before the path."""
+    prefix = _nonempty_text(service.get("prefix"))
+    host = _nonempty_text(service.get("host"))
+    port = _port(service.get("port"))
+    path = service.get("path", "")
+    if prefix is not None:
+        prefix = prefix.removesuffix("://").lower()
+    if prefix not in ("http", "https"):
+        log.warning("%s: prefix=%r is not http or https; service skipped",
+                    where, service.get("prefix"))
+        return None
+    if host is None or any(c.isspace() or c in "/?#@" for c in host):
+        log.warning("%s: host=%r is not a host name; service skipped", where, service.get("host"))
+        return None
+    if port is False:
+        log.warning("%s: port=%r is not a port number; service skipped",
+                    where, service.get("port"))
+        return None
+    if path is None:
+        path = ""
+    if not isinstance(path, str):
+        log.warning("%s: path=%r is not text; service skipped", where, path)
+        return None
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"  # an IPv6 literal
+    authority = host if port is None else f"{host}:{port}"
+    return f"{prefix}://{authority}/{path.strip().lstrip('/')}"
+
+
+def _resource_identifier(service: Mapping[str, Any]) -> str | None:
+    attributes = service.get("other_attributes")
+    if not isinstance(attributes, Mapping):
+        return None
+    identifier = attributes.get("resourceIdentifier")
+    if isinstance(identifier, Mapping):
+        return _nonempty_text(identifier.get("value"))
+    return _nonempty_text(identifier)
+
+
+def _require_list(value: Any, what: str) -> list[Any]:
+    if not isinstance(value, list):
+        raise SiteSourceError(
+            f"{what}: expected a JSON list, got {type(value).__name__}; "
+            "check that the URL or file is a site directory"
+        )
+    return value
+
+
+# --- the site-directory shapes ------------------------------------------------
+
+
+def _storage_positions(storages: list[Any]) -> dict[str, tuple[Any, Any]]:
+    coordinates: dict[str, tuple[Any, Any]] = {}
+    for index, entry in enumerate(storages):
+        name = _nonempty_text(entry.get("name")) if isinstance(entry, Mapping) else None
+        if name is None:
+            log.warning("storages[%d]: no RSE name; entry skipped", index)
+            continue
+        if name in coordinates:
+            log.warning("storages[%d]: RSE %s listed twice; the first entry is kept", index, name)
+            continue
+        coordinates[name] = (entry.get("latitude"), entry.get("longitude"))
+    return coordinates
+
+
+def _parse_site(index: int, entry: Any) -> tuple[str, list[str], dict[str, SodaService]] | None:
+    """A site's name, RSE names and SODA services by standard ID; None if unusable."""
+    name = _nonempty_text(entry.get("name")) if isinstance(entry, Mapping) else None
+    if name is None:
+        log.warning("services[%d]: no site name; site skipped", index)
+        return None
+    listed = entry.get("services")
+    if not isinstance(listed, list):
+        log.warning("services[%d] (%s): 'services' is not a list; site skipped", index, name)
+        return None
+    rses: list[str] = []
+    soda: dict[str, SodaService] = {}
+    for position, service in enumerate(listed):
+        where = f"site {name} service {position}"
+        if not isinstance(service, Mapping) or not isinstance(service.get("type"), str):
+            log.warning("%s: not a service with a type; skipped", where)
+            continue
+        kind = service["type"].strip().casefold()
+        if kind == _RSE_TYPE:
+            rse = _nonempty_text(service.get("identifier"))
+            if rse is None:
+                log.warning("%s: RSE without identifier; skipped", where)
+            elif rse not in rses:
+                rses.append(rse)
+        elif kind in _SODA_TYPES:
+            standard_id = _SODA_TYPES[kind]
+            if standard_id in soda:
+                continue  # one descriptor per kind; the first listed wins
+            url = _soda_url(service, where)
+            if url is not None:
+                soda[standard_id] = SodaService(standard_id, url, _resource_identifier(service))
+        # Other service types (FTS, Jupyter, ...) are none of our business.
+    return name, rses, soda
+
+
+def parse_site_directory(storages: Any, services: Any) -> SiteCatalogue:
+    """Build a catalogue from the site directory's two lists.
+
+    Parameters
+    ----------
+    storages : list
+        ``GET /storages/grafana``: ``[{"name": RSE, "latitude": deg,
+        "longitude": deg, ...}, ...]``.
+    services : list
+        ``GET /services``: ``[{"name": site, "services": [service, ...]}, ...]``
+        where a service is ``{"type": "Rucio Storage Element (RSE)",
+        "identifier": RSE}`` or ``{"type": "SODA (sync)" | "SODA (async)",
+        "prefix", "host", "port", "path", "other_attributes":
+        {"resourceIdentifier": {"value": "ivo://..."}}}``.
+
+    Returns
+    -------
+    SiteCatalogue
+        Every RSE named in either list.  A site offers its SODA services for
+        every RSE it lists; an RSE that no site lists becomes a site of its
+        own name without SODA; an RSE without usable coordinates has
+        position None.
+
+    Raises
+    ------
+    SiteSourceError
+        If either top level is not a list.  Malformed entries inside the
+        lists are skipped with a warning instead.
+    """
+    coordinates = _storage_positions(_require_list(storages, "storages"))
+    sites: dict[str, Site] = {}
+    for index, entry in enumerate(_require_list(services, "services")):
+        parsed = _parse_site(index, entry)
+        if parsed is None:
+            continue
+        name, rses, soda = parsed
+        for rse in rses:
+            if rse in sites:
+                log.warning("RSE %s is listed by sites %s and %s; %s is kept",
+                            rse, sites[rse].name, name, sites[rse].name)
+                continue
+            latitude, longitude = coordinates.get(rse, (None, None))
+            sites[rse] = Site(
+                name=name,
+                position=_position(latitude, longitude, name, f"RSE {rse}"),
+                soda_sync=soda.get(SODA_SYNC),
+                soda_async=soda.get(SODA_ASYNC),
+            )
+    for rse, (latitude, longitude) in coordinates.items():
+        if rse not in sites:
+            sites[rse] = Site(rse, _position(latitude, longitude, rse, f"RSE {rse}"))
+    return SiteCatalogue(sites)
+
+
+def load_site_file(path: str | os.PathLike[str]) -> SiteCatalogue:
+    """Read a catalogue from a JSON file ``{"storages": [...], "services": [...]}``.
+
+    The two lists have the site directory's shapes (see
+    :func:`parse_site_directory` and ``res/site-directory.json``).
+
+    Raises
+    ------
+    SiteSourceError
+        If the file cannot be read, is not JSON, or lacks either list.
+    """
+    try:
+        document = json.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise SiteSourceError(
+            f"site file {path} cannot be read ({exc.strerror or exc}); "
+            "check the configured path"
+        ) from exc
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise SiteSourceError(f"site file {path} is not JSON ({exc}); fix or replace it") from exc
+    if not isinstance(document, Mapping):
+        raise SiteSourceError(
+            f"site file {path} must hold a JSON object with 'storages' and 'services' lists"
+        )
+    missing = [key for key in ("storages", "services") if key not in document]
+    if missing:
+        raise SiteSourceError(f"site file {path} has no {' or '.join(missing)} list")
+    return parse_site_directory(document["storages"], document["services"])
+
+
+def _attribute_url(value: Any, where: str) -> str | None:
+    url = _nonempty_text(value)
+    if url is None:
+        return None
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme.lower() not in ("http", "https") or not parts.netloc:
+        log.warning("%s: %r is not an http(s) URL; ignored", where, url)
+        return None
+    return url
+
+
+def catalogue_from_rse_attributes(attributes: Mapping[str, Mapping[str, Any]]) -> SiteCatalogue:
+    """Build a catalogue from Rucio's RSE attributes.
+
+    For deployments without a site directory.  Rucio returns attribute values
+    as strings; numbers are accepted too.  The attributes read are:
+
+    ``latitude``, ``longitude``
+        The RSE's position in degrees (missing or unusable: no position).
+    ``site``
+        The site's name (default: the RSE's name).
+    ``soda_sync_url``, ``soda_async_url``
+        The full URLs of the site's SODA sync and async endpoints (optional).
+    ``soda_resource_identifier``
+        The SODA services' IVOA identifier (optional).
+
+    Parameters
+    ----------
+    attributes : Mapping[str, Mapping[str, Any]]
+        RSE name -> that RSE's attributes, e.g. ``{"SPSRC_STORAGE":
+        {"latitude": "37.19", "longitude": "-3.6", "site": "SPSRC"}}``.
+
+    Raises
+    ------
+    SiteSourceError
+        If ``attributes`` is not a mapping.  An RSE whose attributes are not a
+        mapping is kept without position or SODA.
+    """
+    if not isinstance(attributes, Mapping):
+        raise SiteSourceError(
+            f"RSE attributes: expected a mapping of RSE name to attributes, "
+            f"got {type(attributes).__name__}"
+        )
+    sites: dict[str, Site] = {}
+    for rse, values in attributes.items():
+        name = _nonempty_text(rse)
+        if name is None:
+            log.warning("RSE attributes: %r is not an RSE name; skipped", rse)
+            continue
+        if not isinstance(values, Mapping):
+            log.warning("RSE %s: attributes are not a mapping; no position or SODA", name)
+            sites[name] = Site(name, None)
+            continue
+        site = _nonempty_text(values.get(RSE_ATTRIBUTE_SITE)) or name
+        where = f"RSE {name}"
+        identifier = _nonempty_text(values.get(RSE_ATTRIBUTE_SODA_RESOURCE_IDENTIFIER))
+        sync_url = _attribute_url(values.get(RSE_ATTRIBUTE_SODA_SYNC_URL), where)
+        async_url = _attribute_url(values.get(RSE_ATTRIBUTE_SODA_ASYNC_URL), where)
+        sites[name] = Site(
+            name=site,
+            position=_position(values.get(RSE_ATTRIBUTE_LATITUDE),
+                               values.get(RSE_ATTRIBUTE_LONGITUDE), site, where),
+            soda_sync=SodaService(SODA_SYNC, sync_url, identifier) if sync_url else None,
+            soda_async=SodaService(SODA_ASYNC, async_url, identifier) if async_url else None,
+        )
+    return SiteCatalogue(sites)
+
+
+# --- the site directory over HTTP ---------------------------------------------
+
+
+# A URL inside free text, for scrubbing messages of fetchers we do not control.
+_URL_IN_TEXT = re.compile(r"\b([a-zA-Z][a-zA-Z0-9+.-]*://)[^\s/@]*@")
+_QUERY_IN_TEXT = re.compile(r"(://[^\s?]*)\?[^\s'\"]*")
+
+
+def _scrub(message: str) -> str:
+    """``message`` with user information and query strings of URLs removed."""
+    return _QUERY_IN_TEXT.sub(r"\1?...", _URL_IN_TEXT.sub(r"\1", message))
+
+
+def _redact(url: str) -> str:
+    """``url`` without user information, query or fragment, safe for logs and errors."""
+    parts = urllib.parse.urlsplit(url)
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    netloc = host if port is None else f"{host}:{port}"
+    return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+class SiteDirectoryClient:
+    """Reads the SKA site directory's storages and services.
+
+    Parameters
+    ----------
+    url : str
+        The directory's base URL; ``/storages/grafana`` and ``/services`` are
+        appended.
+    timeout : float
+        Seconds allowed for connecting and for each read (requests' meaning).
+    session : requests.Session or None
+        A session to reuse (connection pooling, test doubles); by default
+        one is made.
+    """
+
+    def __init__(self, url: str, timeout: float = 5.0,
+                 session: requests.Session | None = None) -> None:
+        parts = urllib.parse.urlsplit(url or "")
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError(
+                f"site directory URL {_redact(url or '')!r} is not an http(s) URL; "
+                "give e.g. https://sitedirectory.example/api"
+            )
+        if not (isinstance(timeout, int | float) and timeout > 0 and math.isfinite(timeout)):
+            raise ValueError(f"timeout={timeout!r} must be a positive number of seconds")
+        self.url = url.rstrip("/")
+        self.timeout = float(timeout)
+        self._session = session if session is not None else requests.Session()
+
+    def _get_json(self, endpoint: str) -> Any:
+        url = self.url + endpoint
+        shown = _redact(url)
+        try:
+            response = self._session.get(
+                url, timeout=self.timeout, headers={"Accept": "application/json"}
+            )
+        except requests.Timeout as exc:
+            raise SiteSourceError(
+                f"site directory GET {shown} timed out after {self.timeout:g} s"
+            ) from exc
+        except requests.RequestException as exc:
+            raise SiteSourceError(
+                f"site directory GET {shown} failed: {type(exc).__name__}; "
+                "check that the directory is up and the URL is right"
+            ) from exc
+        if response.status_code != 200:
+            raise SiteSourceError(
+                f"site directory GET {shown} answered HTTP {response.status_code}; "
+                "check the URL and the directory's health"
+            )
+        try:
+            return response.json()
+        except ValueError as exc:
+            raise SiteSourceError(f"site directory GET {shown} did not return JSON") from exc
+
+    def fetch(self) -> SiteCatalogue:
+        """Read both endpoints and build a catalogue.
+
+        Raises
+        ------
+        SiteSourceError
+            On a connection error, a timeout, an HTTP status other than 200,
+            a body that is not JSON, or a top level that is not a list.
+        """
+        storages = self._get_json("/storages/grafana")
+        services = self._get_json("/services")
+        try:
+            return parse_site_directory(storages, services)
+        except SiteSourceError as exc:
+            raise SiteSourceError(f"site directory {_redact(self.url)}: {exc}") from exc
+
+    def __repr__(self) -> str:
+        return f"SiteDirectoryClient({_redact(self.url)!r}, timeout={self.timeout:g})"
+
+
+# --- caching ------------------------------------------------------------------
+
+
+class CachedSiteSource:
+    """A catalogue kept for a time-to-live, surviving outages of its source.
+
+    ``get()`` returns the cached catalogue while it is younger than ``ttl``
+    and fetches a new one otherwise.  If that fetch fails the last good copy
+    is served (with a warning in the log) and no new attempt is made for
+    ``retry_after`` seconds, so a dead directory is not hammered by every
+    request.  Only one thread fetches at a time; the others get the current
+    copy meanwhile (or, before there is any copy, wait for the first fetch).
+
+    Parameters
+    ----------
+    fetch : callable
+        Returns a fresh :class:`SiteCatalogue`, e.g. ``SiteDirectoryClient.fetch``.
+    ttl : float
+        Seconds a catalogue is used before it is refreshed.
+    clock : callable
+        Monotonic seconds; replaceable in tests.
+    retry_after : float
+        Seconds to wait after a failed fetch before trying again.
+    """
+
+    def __init__(self, fetch: Callable[[], SiteCatalogue], ttl: float,
+                 clock: Callable[[], float] = time.monotonic, retry_after: float = 30.0) -> None:
+        for name, value in (("ttl", ttl), ("retry_after", retry_after)):
+            if not (isinstance(value, int | float) and value >= 0 and math.isfinite(value)):
+                raise ValueError(f"{name}={value!r} must be a number of seconds >= 0")
+        self._fetch = fetch
+        self._ttl = float(ttl)
+        self._retry_after = float(retry_after)
+        self._clock = clock
+        self._refresh_lock = threading.Lock()
+        self._catalogue: SiteCatalogue | None = None
+        self._fetched_at: float | None = None
+        self._failed_at: float | None = None
+        self._last_error: str | None = None
+
+    @property
+    def age(self) -> float | None:
+        """Seconds since the current catalogue was fetched; None before the first."""
+        fetched_at = self._fetched_at
+        return None if fetched_at is None else self._clock() - fetched_at
+
+    @property
+    def last_error(self) -> str | None:
+        """Why the latest fetch failed; None if it succeeded (or none was made)."""
+        return self._last_error
+
+    def _waiting_for_retry(self, now: float) -> bool:
+        return self._failed_at is not None and now - self._failed_at < self._retry_after
+
+    def _is_fresh(self, now: float) -> bool:
+        return self._fetched_at is not None and now - self._fetched_at < self._ttl
+
+    def get(self) -> SiteCatalogue:
+        """The current catalogue, refreshed if it is older than the TTL.
+
+        Raises
+        ------
+        SiteSourceError
+            If there has never been a good copy and the source fails (or
+            failed less than ``retry_after`` seconds ago).
+        """
+        catalogue = self._catalogue
+        now = self._clock()
+        if catalogue is not None and (self._is_fresh(now) or self._waiting_for_retry(now)):
+            return catalogue
+        if catalogue is not None:
+            if not self._refresh_lock.acquire(blocking=False):
+                return catalogue  # another thread is refreshing
+        else:
+            self._refresh_lock.acquire()  # wait for the first copy
+        try:
+            return self._refresh()
+        finally:
+            self._refresh_lock.release()
+
+    def _refresh(self) -> SiteCatalogue:
+        """Fetch unless another thread just did; called with the refresh lock held."""
+        now = self._clock()
+        catalogue = self._catalogue
+        if catalogue is not None and (self._is_fresh(now) or self._waiting_for_retry(now)):
+            return catalogue
+        if catalogue is None and self._waiting_for_retry(now):
+            wait = self._retry_after - (now - (self._failed_at or now))
+            raise SiteSourceError(
+                f"no site information yet: {self._last_error}; next attempt in {wait:.0f} s"
+            )
+        try:
+            fresh = self._fetch()
+            if not isinstance(fresh, SiteCatalogue):
+                raise TypeError(f"the site source returned {type(fresh).__name__}, "
+                                "not a SiteCatalogue")
+        except Exception as exc:  # noqa: BLE001 (any failure must leave the last copy in service)
+            self._failed_at = self._clock()
+            self._last_error = _scrub(str(exc)) or type(exc).__name__
+            if catalogue is None:
+                raise SiteSourceError(
+                    f"no site information: {self._last_error}; "
+                    f"next attempt in {self._retry_after:.0f} s"
+                ) from exc
+            log.warning(
+                "site information could not be refreshed (%s); serving the copy from %.0f s "
+                "ago, next attempt in %.0f s", self._last_error, self.age or 0.0, self._retry_after,
+            )
+            return catalogue
+        self._catalogue = fresh
+        self._fetched_at = self._clock()
+        self._failed_at = None
+        self._last_error = None
+        return fresh

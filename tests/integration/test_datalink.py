@@ -1,0 +1,316 @@
+"""The notebook's second cell and the datalink service behind it, against the real stack.
+
+DaCHS serves ``/rucio/rucio/dl/dlmeta``; replicas come from the real Rucio
+server, site positions and SODA services from the site-directory stand-in,
+client positions from the embedded GeoLite2 City database; pyvo and STILTS
+are the clients.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+import urllib.parse
+from pathlib import Path
+
+import pytest
+import pyvo
+import requests
+from astropy.utils.data import import_file_to_cache
+from pyvo.dal import conesearch
+from pyvo.dal.adhoc import DatalinkResults, SodaQuery
+
+from rucio_rd.sites import SODA_ASYNC, SODA_SYNC
+from rucio_rd.stack.demo import Stack
+from rucio_rd.stack.seed import all_files
+
+ERIDANUS = (53.75308, -24.93365)
+WALLABY = "sp3531_soda:2023-07-18-16-40-27_ASK-WALLABY_Eridanus_cutout-574594-imagecube-42178.fits"
+ORANGE = "orange:2023-07-10-17-21-37_cutout-574594-imagecube-42178.fits"
+PTF = "testing:PTF10tce.fits"
+WALLABY_NAME = WALLABY.split(":", 1)[1]
+PFN = {
+    "SPSRC_STORAGE": "https://spsrc14.iaa.csic.es:18027/disk/dev/deterministic/sp3531_soda/9b/98/"
+    + WALLABY_NAME,
+    "UKSRC_RAL_STORAGE": "https://storage.uksrc.example:443/disk/sp3531_soda/9b/98/"
+    + WALLABY_NAME,
+    "AUSSRC_STORAGE": "https://storage.aussrc.example:443/disk/sp3531_soda/9b/98/" + WALLABY_NAME,
+}
+# The notebook's printed replica URL.
+NOTEBOOK_URL = PFN["SPSRC_STORAGE"]
+RAL = "130.246.210.120"  # Appleton, GB in GeoLite2 2018
+MADRID = "147.96.1.1"  # Universidad Complutense, Madrid, ES in GeoLite2 2018
+SITE_HOSTS = {
+    "UKSRC_RAL_STORAGE": "storage.uksrc.example",
+    "SPSRC_STORAGE": "spsrc14.iaa.csic.es",
+    "AUSSRC_STORAGE": "storage.aussrc.example",
+}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def datalink_vocabulary() -> None:
+    """pyvo's bysemantics() needs the IVOA datalink vocabulary; there is no internet here."""
+    source = Path(pyvo.__file__).parent / "dal" / "tests" / "data" / "datalink" / "datalink.desise"
+    import_file_to_cache("http://www.ivoa.net/rdf/datalink/core", str(source),
+                         remove_original=False)
+
+
+def links_url(stack: Stack, *dids: str, **params: str) -> str:
+    query = [("ID", did) for did in dids] + list(params.items())
+    return stack.datalink_url + "?" + urllib.parse.urlencode(query)
+
+
+def fetch(stack: Stack, *dids: str, **params: str) -> DatalinkResults:
+    return DatalinkResults.from_result_url(links_url(stack, *dids, **params))
+
+
+def this_urls(results: DatalinkResults, did: str | None = None) -> list[str]:
+    # Fault rows are #this rows without access_url (pyvo's access_url raises on them).
+    return [row.get("access_url", decode=True) for row in results.bysemantics("#this")
+            if not row.error_message and (did is None or row.id == did)]
+
+
+def errors(results: DatalinkResults) -> dict[str, str]:
+    return {row.id: row.error_message for row in results if row.error_message}
+
+
+def host_of(url: str) -> str:
+    return urllib.parse.urlparse(url).hostname or ""
+
+
+# --- the notebook ------------------------------------------------------------------------
+
+def test_notebook_flow_gives_the_notebooks_replica_url(stack: Stack) -> None:
+    results = conesearch(stack.cone_url, pos=ERIDANUS, radius=1)
+    result = next(row for row in results if row["access_url"].endswith(WALLABY))
+    datalink_access_url = result["access_url"]
+    datalink = DatalinkResults.from_result_url(
+        f"{datalink_access_url}&client_ip_address={RAL}&must_include_soda=True")
+    this = next(datalink.bysemantics("#this"))
+    assert this.access_url == NOTEBOOK_URL
+    did = datalink_access_url.split("?id=")[1].split("&")[0]
+    assert did.split(":") == WALLABY.split(":", 1)
+
+
+def test_this_row_carries_type_length_and_a_description_naming_obs_id(stack: Stack) -> None:
+    this = next(fetch(stack, WALLABY, client_ip_address=RAL).bysemantics("#this"))
+    assert this.content_type == "application/fits"
+    assert this.content_length > 0
+    assert "Eridanus_full_image" in this.description
+    assert "UKSRC" in this.description and "km from the client" in this.description
+
+
+def test_without_must_include_soda_the_uk_replica_comes_first(stack: Stack) -> None:
+    urls = this_urls(fetch(stack, WALLABY, client_ip_address=RAL))
+    assert [host_of(url) for url in urls] == [
+        "storage.uksrc.example", "spsrc14.iaa.csic.es", "storage.aussrc.example"]
+    assert urls[0] == PFN["UKSRC_RAL_STORAGE"]
+
+
+@pytest.mark.parametrize(("ranking", "host"), [
+    ("0", "storage.uksrc.example"),
+    ("1", "spsrc14.iaa.csic.es"),
+    ("2", "storage.aussrc.example"),
+])
+def test_ranking_walks_outward(stack: Stack, ranking: str, host: str) -> None:
+    urls = this_urls(fetch(stack, WALLABY, client_ip_address=RAL, ranking=ranking))
+    assert host_of(urls[0]) == host
+    assert len(urls) == 3
+
+
+def test_a_madrid_address_picks_spain(stack: Stack) -> None:
+    urls = this_urls(fetch(stack, WALLABY, client_ip_address=MADRID))
+    assert host_of(urls[0]) == "spsrc14.iaa.csic.es"
+
+
+def test_random_sort_varies(stack: Stack) -> None:
+    firsts = {host_of(this_urls(fetch(stack, WALLABY, sort="random"))[0]) for _ in range(25)}
+    assert len(firsts) >= 2
+
+
+def test_choice_is_explained_in_an_info(stack: Stack) -> None:
+    text = requests.get(links_url(stack, WALLABY, client_ip_address=RAL), timeout=30).text
+    assert 'name="replica_ranking"' in text and 'value="nearest_by_client"' in text
+    assert RAL in text and "GeoLite2" in text
+
+
+# --- SODA descriptors --------------------------------------------------------------------
+
+def test_soda_descriptors_for_the_chosen_site(stack: Stack) -> None:
+    results = fetch(stack, WALLABY, client_ip_address=RAL, must_include_soda="True")
+    sync = results.get_adhocservice_by_ivoid(SODA_SYNC)
+    params = {param.name: param.value for param in sync.params}
+    assert params["accessURL"] == "https://spsrc-soda.iaa.csic.es:443/soda/sync"
+    assert params["resourceIdentifier"] == "ivo://spsrc.iaa.csic.es/soda"
+    asynchronous = results.get_adhocservice_by_ivoid(SODA_ASYNC)
+    assert {p.name: p.value for p in asynchronous.params}["accessURL"].endswith("/soda/async")
+    inputs = {param.name: param for param in sync.groups[0].entries}
+    assert set(inputs) >= {"ID", "POS", "CIRCLE", "POLYGON", "BAND", "TIME", "POL"}
+    assert inputs["ID"].value == WALLABY
+    proc_rows = list(results.bysemantics("#proc"))
+    assert len(proc_rows) == 2
+    assert {row.service_def for row in proc_rows} == {sync.ID, asynchronous.ID}
+
+
+def test_pyvo_builds_a_cutout_request_from_the_descriptor(stack: Stack) -> None:
+    results = fetch(stack, WALLABY, client_ip_address=RAL, must_include_soda="True")
+    this = next(results.bysemantics("#this"))
+    query = SodaQuery.from_resource(this, results.get_adhocservice_by_ivoid(SODA_SYNC),
+                                    circle=(53.75, -24.93, 0.1))
+    assert query.baseurl == "https://spsrc-soda.iaa.csic.es:443/soda/sync"
+    assert query["ID"] == WALLABY
+    assert query["CIRCLE"].split() == ["53.75", "-24.93", "0.1"]
+
+
+def test_no_soda_descriptor_when_the_chosen_site_has_none(stack: Stack) -> None:
+    results = fetch(stack, WALLABY, client_ip_address=RAL)
+    assert list(results.bysemantics("#proc")) == []
+    assert list(results.iter_adhocservices()) == []
+
+
+# --- several IDs, faults -----------------------------------------------------------------
+
+def test_several_ids_in_one_request_each_get_their_links(stack: Stack) -> None:
+    results = fetch(stack, WALLABY, ORANGE, PTF, client_ip_address=RAL)
+    assert len(this_urls(results, WALLABY)) == 3
+    assert [host_of(url) for url in this_urls(results, ORANGE)] == ["storage.aussrc.example"]
+    assert [host_of(url) for url in this_urls(results, PTF)] == [
+        "storage.uksrc.example", "spsrc14.iaa.csic.es"]
+    assert errors(results) == {}
+
+
+def test_unknown_and_malformed_ids_are_fault_rows_beside_good_links(stack: Stack) -> None:
+    results = fetch(stack, "testing:no-such-file.fits", "not a did", WALLABY, "nosuchscope:x",
+                    client_ip_address=RAL)
+    faults = errors(results)
+    assert faults["testing:no-such-file.fits"].startswith("NotFoundFault:")
+    assert faults["nosuchscope:x"].startswith("NotFoundFault:")
+    assert faults["not a did"].startswith("UsageFault:")
+    assert "scope:name" in faults["not a did"]
+    assert this_urls(results, WALLABY)[0] == PFN["UKSRC_RAL_STORAGE"]
+
+
+@pytest.mark.parametrize(("params", "expected"), [
+    ({"sort": "farthest"}, "sort='farthest' is not one of nearest_by_client, random"),
+    ({"ranking": "3"}, "ranking=3 but only 3 replicas; use 0..2"),
+    ({"ranking": "-1"}, "ranking='-1' is not a whole number"),
+    ({"ranking": "two"}, "ranking='two' is not a whole number"),
+    ({"must_include_soda": "perhaps"}, "must_include_soda='perhaps' is not True or False"),
+    ({"client_ip_address": "10.1.2.3"}, "private"),
+    ({"client_ip_address": "not-an-ip"}, "not an IP address"),
+])
+def test_bad_parameters_are_usage_faults_naming_the_value(
+    stack: Stack, params: dict[str, str], expected: str
+) -> None:
+    params.setdefault("client_ip_address", RAL)
+    faults = errors(fetch(stack, WALLABY, **params))
+    assert faults[WALLABY].startswith("UsageFault:")
+    assert expected in faults[WALLABY]
+
+
+def test_must_include_soda_without_a_soda_site_is_not_found(stack: Stack) -> None:
+    uk_only = next(f.did for f in all_files(stack.layout.synthetic_files)
+                   if f.rses == ("UKSRC_RAL_STORAGE",))
+    faults = errors(fetch(stack, uk_only, client_ip_address=RAL, must_include_soda="true"))
+    assert faults[uk_only].startswith("NotFoundFault:")
+    assert "SODA" in faults[uk_only]
+
+
+def test_xml_and_sql_metacharacters_come_back_escaped_as_faults(stack: Stack) -> None:
+    nasty = "x'; DROP TABLE rucio.main; --:<b>&amp;</b>"
+    results = fetch(stack, nasty, client_ip_address=RAL, sort="<script>")
+    assert set(errors(results)) == {nasty}
+    assert len(conesearch(stack.cone_url, pos=ERIDANUS, radius=1).to_table()) == 2
+
+
+def test_parameter_names_are_case_insensitive(stack: Stack) -> None:
+    url = (f"{stack.datalink_url}?id={WALLABY}&CLIENT_IP_ADDRESS={RAL}"
+           "&Must_Include_Soda=True&RANKING=0")
+    assert this_urls(DatalinkResults.from_result_url(url))[0] == NOTEBOOK_URL
+
+
+def test_maxrec_crops_and_says_overflow(stack: Stack) -> None:
+    text = requests.get(links_url(stack, WALLABY, ORANGE, PTF, client_ip_address=RAL,
+                                  MAXREC="2"), timeout=30).text
+    assert 'name="QUERY_STATUS" value="OVERFLOW"' in text
+    results = DatalinkResults.from_result_url(links_url(stack, WALLABY, ORANGE, PTF,
+                                                        client_ip_address=RAL, MAXREC="2"))
+    assert len(results) == 2
+
+
+def test_no_id_is_a_usage_error(stack: Stack) -> None:
+    response = requests.get(stack.datalink_url, timeout=30)
+    assert response.status_code in (400, 422)
+    assert "ID" in response.text
+
+
+@pytest.mark.parametrize("path", ["/rucio/links", "/links"])
+def test_the_prototype_url_keeps_working(stack: Stack, path: str) -> None:
+    url = f"{stack.legacy.url}{path}?id={WALLABY}&client_ip_address={RAL}&must_include_soda=True"
+    response = requests.get(url, allow_redirects=False, timeout=30)
+    assert response.status_code == 307
+    assert response.headers["Location"] == (
+        f"{stack.datalink_url}?id={WALLABY}&client_ip_address={RAL}&must_include_soda=True")
+    assert this_urls(DatalinkResults.from_result_url(url))[0] == NOTEBOOK_URL
+
+
+def test_datalink_media_type_even_for_javas_default_accept(stack: Stack) -> None:
+    java_accept = "text/html, image/gif, image/jpeg, *; q=.2, */*; q=.2"
+    response = requests.get(links_url(stack, WALLABY, client_ip_address=RAL),
+                            headers={"Accept": java_accept}, timeout=30)
+    assert response.headers["content-type"].startswith(
+        "application/x-votable+xml;content=datalink")
+
+
+@pytest.mark.skipif(shutil.which("stilts") is None, reason="stilts is installed by bin/install")
+@pytest.mark.parametrize("params", [
+    {"client_ip_address": RAL, "must_include_soda": "True"},
+    {"client_ip_address": RAL},
+    {"client_ip_address": "10.0.0.1"},
+], ids=["soda", "plain", "fault"])
+def test_datalinklint_reports_no_errors(stack: Stack, params: dict[str, str]) -> None:
+    url = links_url(stack, WALLABY, "testing:missing.fits", **params)
+    result = subprocess.run(["stilts", "datalinklint", f"votable={url}"],
+                            capture_output=True, text=True, timeout=120)
+    report = result.stdout + result.stderr
+    error_lines = [line for line in report.splitlines() if line.startswith("E-")]
+    assert error_lines == [], report
+    assert "Totals: Errors: 0" in report, report
+
+
+# --- secrets and failing neighbours ------------------------------------------------------
+
+def test_no_secret_in_responses_or_logs(stack: Stack) -> None:
+    password = stack.rucio.credentials()["password"]
+    text = requests.get(links_url(stack, WALLABY, "x:y", client_ip_address=RAL),
+                        timeout=30).text
+    assert password not in text
+    logs = "".join(path.read_text(errors="replace")
+                   for path in (stack.dachs.root / "logs").glob("*"))
+    logs += stack.dachs.log_path.read_text(errors="replace")
+    assert password not in logs
+    assert "X-Rucio-Auth-Token" not in text
+
+
+def test_site_directory_down_serves_the_last_good_copy(stack: Stack) -> None:
+    fetch(stack, WALLABY, client_ip_address=RAL)  # the cache has a copy
+    stack.sites.stop()
+    try:
+        urls = this_urls(fetch(stack, WALLABY, client_ip_address=RAL))
+        assert host_of(urls[0]) == "storage.uksrc.example"
+    finally:
+        stack.sites.start()
+
+
+def test_rucio_down_is_a_fault_row_not_a_hang(stack: Stack) -> None:
+    stack.rucio.stop()
+    try:
+        started = time.monotonic()
+        faults = errors(fetch(stack, WALLABY, client_ip_address=RAL))
+        assert time.monotonic() - started < 30
+        assert faults[WALLABY].startswith("TransientFault:")
+        assert "Rucio" in faults[WALLABY]
+    finally:
+        stack.rucio.start()
+    assert this_urls(fetch(stack, WALLABY, client_ip_address=RAL))[0] == PFN["UKSRC_RAL_STORAGE"]
