@@ -282,7 +282,13 @@ class RucioDatalinkCore(datalink.DatalinkCore):
             request = links.parse_request(args)
         except links.UsageError as exc:
             return [_fault_def(links.LinkFault(did, "UsageFault", str(exc))) for did in ids], None
-        resolver, settings = _shared_resolver(self.contract.getById("main").getQName())
+        try:
+            resolver, settings = _shared_resolver(self.contract.getById("main").getQName())
+        except (config.ConfigError, ValueError) as exc:
+            # Not the client's fault, and nothing a retry fixes: say what to fix.
+            message = f"the service is misconfigured: {exc}"
+            base.ui.notifyError(f"rucio_rd: {message}")
+            return [_fault_def(links.LinkFault(did, "FatalFault", message)) for did in ids], None
         seen = queryMeta.get(CLIENT_KEY) or {}
         address, source = links.client_address(
             request.client_ip_address, seen.get("peer"), seen, settings.geoip.trusted_proxies)

@@ -252,4 +252,25 @@ inline code here only calls into it. -->
 			</code>
 		</regTest>
 	</regSuite>
+
+	<regSuite title="rucio datalink">
+		<regTest title="The demo's PTF10tce file has two replicas, the UK one nearest to RAL">
+			<url ID="testing:PTF10tce.fits" client_ip_address="130.246.210.120"
+				>dl/dlmeta</url>
+			<code>
+				rows = self.getVOTableRows()
+				urls = [row["access_url"] for row in rows if row["semantics"] == "#this"]
+				self.assertEqual(len(urls), 2)
+				self.assertTrue(urls[0].startswith("https://storage.uksrc.example"))
+				self.assertHasStrings('name="replica_ranking"')
+			</code>
+		</regTest>
+		<regTest title="An unknown DID is a NotFoundFault row, a malformed one a UsageFault">
+			<url ID="testing:no-such-file.fits" client_ip_address="130.246.210.120"
+				>dl/dlmeta</url>
+			<code>
+				self.assertHasStrings("NotFoundFault: Rucio knows no file")
+			</code>
+		</regTest>
+	</regSuite>
 </resource>

@@ -109,6 +109,9 @@ class Stack:
             "[sites]\n"
             'source = "site_directory"\n'
             f'url = "{self.sites.url}"\n'
+            "[geoip]\n"
+            "# Everything reaches this stack from this machine: believe its proxy headers.\n"
+            'trusted_proxies = ["127.0.0.1"]\n'
         )
         return path
 
@@ -165,12 +168,19 @@ Try it with pyvo (.venv/bin/python):
     results = conesearch("{cone}", pos=(53.75308, -24.93365), radius=1)
     print(results.to_table()['_r', 'obs_id', 's_ra', 's_dec', 'access_url', 'access_format'])
 
+    from pyvo.dal.adhoc import DatalinkResults
+    result = next(r for r in results if "sp3531_soda" in r["access_url"])
+    datalink = DatalinkResults.from_result_url(
+        result["access_url"] + "&client_ip_address=130.246.210.120&must_include_soda=True")
+    print(next(datalink.bysemantics("#this")).access_url)
+
     import pyvo
     tap = pyvo.dal.TAPService("{server}/tap")
     print(tap.search("SELECT obs_id, access_url FROM ivoa.obscore "
                      "WHERE 1=CONTAINS(POINT(s_ra, s_dec), CIRCLE(53.75, -24.93, 1))").to_table())
 
 In a browser: {server}/rucio/rucio/cone/form
+DataLink:     {server}/rucio/rucio/dl/dlmeta?ID=testing:PTF10tce.fits&client_ip_address=130.246.210.120
 """
 
 

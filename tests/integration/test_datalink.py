@@ -129,6 +129,25 @@ def test_random_sort_varies(stack: Stack) -> None:
     assert len(firsts) >= 2
 
 
+def test_forwarded_for_from_a_trusted_proxy_locates_the_client(stack: Stack) -> None:
+    # The stack trusts 127.0.0.1 as a proxy (trusted_proxies in its rucio_rd.toml).
+    response = requests.get(links_url(stack, WALLABY), timeout=30,
+                            headers={"X-Forwarded-For": f"10.9.9.9, {MADRID}"})
+    text = response.text
+    assert "X-Forwarded-For from a trusted proxy" in text and MADRID in text
+    first = text.index("<TD>https://")
+    assert text[first:].startswith("<TD>https://spsrc14.iaa.csic.es")
+
+
+def test_a_peer_that_cannot_be_located_still_gets_links(stack: Stack) -> None:
+    # No client_ip_address and no proxy header: the peer is 127.0.0.1 (loopback).
+    results = fetch(stack, WALLABY)
+    assert len(this_urls(results)) == 3
+    assert errors(results) == {}
+    text = requests.get(links_url(stack, WALLABY), timeout=30).text
+    assert "could not be located" in text and "loopback" in text
+
+
 def test_choice_is_explained_in_an_info(stack: Stack) -> None:
     text = requests.get(links_url(stack, WALLABY, client_ip_address=RAL), timeout=30).text
     assert 'name="replica_ranking"' in text and 'value="nearest_by_client"' in text
