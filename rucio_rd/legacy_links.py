@@ -14,11 +14,12 @@ It only redirects: it never calls Rucio or DaCHS and keeps no state.
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
 import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+from rucio_rd.serving import serve_until_terminated
 
 __all__ = ["LEGACY_PATHS", "make_server", "redirect_location"]
 
@@ -70,13 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=10000)
     parser.add_argument("--bind", default="127.0.0.1")
     args = parser.parse_args(argv)
-    server = make_server(args.target, args.port, args.bind)
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    try:
-        server.serve_forever()
-    finally:
-        server.server_close()
-    return 0
+    return serve_until_terminated(make_server(args.target, args.port, args.bind))
 
 
 if __name__ == "__main__":

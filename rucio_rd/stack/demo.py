@@ -180,7 +180,8 @@ Try it with pyvo (.venv/bin/python):
                      "WHERE 1=CONTAINS(POINT(s_ra, s_dec), CIRCLE(53.75, -24.93, 1))").to_table())
 
 In a browser: {server}/rucio/rucio/cone/form
-DataLink:     {server}/rucio/rucio/dl/dlmeta?ID=testing:PTF10tce.fits&client_ip_address=130.246.210.120
+DataLink:     {server}/rucio/rucio/dl/dlmeta?ID=testing:PTF10tce.fits
+                  &client_ip_address=130.246.210.120   (one line, without the break)
 """
 
 

@@ -19,13 +19,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import signal
 import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from rucio_rd.serving import serve_until_terminated
 from rucio_rd.stack.process import ServerProcess
 
 __all__ = ["SiteDirectoryProcess", "load_directory", "make_server"]
@@ -95,13 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=18200)
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     args = parser.parse_args(argv)
-    server = make_server(load_directory(args.data), args.port)
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    try:
-        server.serve_forever()
-    finally:
-        server.server_close()
-    return 0
+    return serve_until_terminated(make_server(load_directory(args.data), args.port))
 
 
 if __name__ == "__main__":
