@@ -30,7 +30,7 @@ inline code here only calls into it. -->
 		</meta>
 		<mixin>//scs#pgs-pos-index</mixin>
 		<mixin
-			calib_level="calib_level"
+			calib_level="COALESCE(calib_level, 2)"
 			dataproduct_type="dataproduct_type"
 			obs_collection="COALESCE(obs_collection, scope)"
 			obs_id="COALESCE(obs_id, did)"
@@ -97,7 +97,7 @@ inline code here only calls into it. -->
 			description="ObsCore data product type (image, cube, ...), where known."/>
 		<column name="calib_level" type="smallint" ucd="meta.code;obs.calib"
 			tablehead="Calib." verbLevel="20"
-			description="ObsCore calibration level (0..4), where known.">
+			description="ObsCore calibration level (0..4), where the metadata gives it; ivoa.obscore, where it is mandatory, shows 2 (calibrated) otherwise.">
 			<values nullLiteral="-1"/>
 		</column>
 		<column name="obs_collection" type="text" ucd="meta.id"

@@ -7,8 +7,11 @@ API; pyvo is the client.
 
 from __future__ import annotations
 
+import subprocess
+
 import psycopg2
 import pytest
+import requests
 from pyvo.dal import DALQueryError, TAPService, conesearch
 
 from rucio_rd.stack.demo import Stack
@@ -157,3 +160,24 @@ def test_failed_import_keeps_published_rows(stack: Stack) -> None:
     after = tap.search("SELECT COUNT(*) AS n FROM rucio.main").to_table()["n"][0]
     assert after == before > 0
     assert len(conesearch(stack.cone_url, pos=ERIDANUS, radius=1).to_table()) == 2
+
+
+def _stilts(*args: str) -> str:
+    result = subprocess.run(["stilts", *args], capture_output=True, text=True, timeout=600)
+    return result.stdout + result.stderr
+
+
+def test_taplint_reports_no_errors(stack: Stack) -> None:
+    # A bare DaCHS 2.7 passes taplint with 0 errors; our table must keep it so
+    # (ivoa.obscore's mandatory columns included).
+    report = _stilts("taplint", f"tapurl={stack.dachs.server_url}/tap", "report=E")
+    assert "Totals: Errors: 0" in report, report
+
+
+def test_votlint_finds_nothing_wrong_with_the_cone_response(stack: Stack, tmp_path) -> None:
+    response = requests.get(stack.cone_url, params={"RA": 53.75, "DEC": -24.93, "SR": 1},
+                            timeout=30)
+    document = tmp_path / "cone.xml"
+    document.write_bytes(response.content)
+    report = _stilts("votlint", f"votable={document}")
+    assert "ERROR" not in report and "WARNING" not in report, report
