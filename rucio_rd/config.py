@@ -12,6 +12,7 @@ opens a connection.
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import os
 import re
@@ -105,6 +106,9 @@ _SECTIONS: dict[str, type] = {
     "geoip": GeoIPSettings,
 }
 
+# Keys whose values are never quoted back in an error message.
+SECRET_KEYS = ("password", "oidc_client_secret")
+
 _TABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?")
 
 _CHOICES = {
@@ -154,6 +158,8 @@ def _coerce(section: str, key: str, value: Any, default: Any) -> Any:
             raise ConfigError(f"{name} must be a number, not {value!r}") from None
         if not math.isfinite(number) or number < 0:
             raise ConfigError(f"{name} must be a finite number >= 0, not {value!r}")
+        if key == "timeout" and number == 0:
+            raise ConfigError(f"{name} must be more than 0 seconds")
         if isinstance(default, int):
             if number != int(number):
                 raise ConfigError(f"{name} must be a whole number, not {value!r}")
@@ -166,7 +172,8 @@ def _coerce(section: str, key: str, value: Any, default: Any) -> Any:
             raise ConfigError(f"{name} must be a list of strings, not {value!r}")
         return tuple(str(item) for item in value)
     if not isinstance(value, str):
-        raise ConfigError(f"{name} must be a string, not {value!r}")
+        shown = "a secret" if key in SECRET_KEYS else repr(value)
+        raise ConfigError(f"{name} must be a string, not {shown}")
     choices = _CHOICES.get((section, key))
     if choices and value not in choices:
         raise ConfigError(f"{name} = {value!r} is not one of {', '.join(choices)}")
@@ -203,11 +210,24 @@ def _read_secret(key: str, path: str) -> str:
         raise ConfigError(f"[rucio] {key} = {path!r} cannot be read: {reason}") from None
     if not secret:
         raise ConfigError(f"[rucio] {key} = {path!r} is empty")
+    _check_secret(key, secret)
     return secret
+
+
+def _check_secret(key: str, secret: str) -> None:
+    """Secrets travel in HTTP headers: printable ASCII only.  Never quote the value."""
+    if not all(" " <= char <= "~" for char in secret):
+        raise ConfigError(
+            f"[rucio] {key}: the secret has control or non-ASCII characters,"
+            " which cannot be sent to Rucio"
+        )
 
 
 def _read_secret_files(rucio: RucioSettings) -> RucioSettings:
     """Take secrets from the files named by *_file keys (they win over inline values)."""
+    for key in SECRET_KEYS:
+        if getattr(rucio, key):
+            _check_secret(key, getattr(rucio, key))
     changes = {}
     if rucio.password_file:
         changes["password"] = _read_secret("password_file", rucio.password_file)
@@ -254,6 +274,13 @@ def load_settings(
             raise ConfigError(f"[{section}] must be a table of keys")
         parts[section] = _section(section, cls, from_file, environ)
     parts["rucio"] = _read_secret_files(parts["rucio"])
+    for proxy in parts["geoip"].trusted_proxies:
+        try:
+            ipaddress.ip_network(proxy, strict=False)
+        except ValueError:
+            raise ConfigError(
+                f"[geoip] trusted_proxies: {proxy!r} is not an IP address or network"
+            ) from None
     settings = Settings(**parts)
     if not _TABLE_NAME.fullmatch(settings.metadata.table):
         raise ConfigError(

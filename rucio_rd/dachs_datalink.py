@@ -67,6 +67,33 @@ _SODA_PARAMETERS = (
 )
 
 
+# RESPONSEFORMATs answered (with the same VOTable), by their normalised spelling.
+_VOTABLE_FORMATS = {
+    "": DATALINK_TYPE,
+    "votable": DATALINK_TYPE,
+    DATALINK_TYPE: DATALINK_TYPE,
+    "application/x-votable+xml": "application/x-votable+xml",
+    "text/xml": "text/xml",
+}
+
+
+def response_media_type(responseformat: str | None) -> str:
+    """The media type to answer with; other RESPONSEFORMATs are a usage error.
+
+    Without RESPONSEFORMAT it is always the DataLink type: DaCHS's stock core
+    sends text/xml when Accept mentions text/html, as Java's default Accept
+    (TOPCAT, STILTS) does.  (Browsers, known by their User-Agent, get HTML
+    from DaCHS's renderer.)
+    """
+    key = "".join(str(responseformat or "").split()).lower()
+    if key not in _VOTABLE_FORMATS:
+        raise base.ValidationError(
+            f"RESPONSEFORMAT={links.printable(str(responseformat))[:80]!r} is not supported;"
+            f" use {DATALINK_TYPE} (the default) or application/x-votable+xml",
+            "RESPONSEFORMAT")
+    return _VOTABLE_FORMATS[key]
+
+
 class ExternalSodaDescriptor:
     """A SODA service at a replica's site, written as a DataLink service descriptor."""
 
@@ -161,7 +188,7 @@ def _table_metadata(table_name: str, dids: Sequence[str]) -> dict[str, links.Fil
     return result
 
 
-def _describe(link_set: links.LinkSet, rank: int, sort: str) -> str:
+def _describe(link_set: links.LinkSet, rank: int, by_distance: bool) -> str:
     ranked = link_set.replicas[rank]
     what = link_set.metadata.obs_id or link_set.did
     where = ranked.replica.rse
@@ -171,19 +198,19 @@ def _describe(link_set: links.LinkSet, rank: int, sort: str) -> str:
     if ranked.distance_km is not None:
         text += f", {ranked.distance_km:,.0f} km from the client"
     if rank == 0:
-        choice = "nearest replica" if sort == "nearest_by_client" else "chosen replica"
+        choice = "nearest replica" if by_distance else "chosen replica"
         return f"{text}: {choice}"
     return f"{text}: fallback {rank}"
 
 
-def _link_defs(link_set: links.LinkSet, sort: str) -> list[datalink.LinkDef]:
+def _link_defs(link_set: links.LinkSet, by_distance: bool) -> list[datalink.LinkDef]:
     length = link_set.metadata.content_length
     if length is None:
         length = link_set.file_bytes
     return [
         datalink.LinkDef(
             link_set.did, ranked.replica.pfn, semantics="#this",
-            description=_describe(link_set, rank, sort),
+            description=_describe(link_set, rank, by_distance),
             contentType=link_set.metadata.content_type, contentLength=length,
         )
         for rank, ranked in enumerate(link_set.replicas)
@@ -191,8 +218,10 @@ def _link_defs(link_set: links.LinkSet, sort: str) -> list[datalink.LinkDef]:
 
 
 def _fault_def(fault: links.LinkFault) -> datalink.LinkDef:
+    # The ID is echoed as given, but control characters would make invalid XML.
     return datalink.LinkDef(
-        fault.did, None, errorMessage=f"{fault.fault}: {fault.message}", semantics="#this"
+        links.printable(fault.did), None, errorMessage=f"{fault.fault}: {fault.message}",
+        semantics="#this",
     )
 
 
@@ -245,66 +274,70 @@ class RucioDatalinkCore(datalink.DatalinkCore):
             args = utils.stealVar("args")
             if not isinstance(args, dict):
                 raise ValueError("no request arguments")
-            args = utils.CaseSemisensitiveDict(args)
         except ValueError:
-            return self
-        ids = args.get("ID") or []
-        if not isinstance(ids, list):
-            ids = [ids]
+            # Metadata pages (capabilities, info) ask without a request: answer
+            # with an empty adapted core, never with self, which DaCHS would cache.
+            args = {}
+        ids = links.all_values(args, "ID")
         maxrec = queryMeta["dbLimit"]
-        overflowed = False
-        limit = min(MAX_IDS, maxrec) if maxrec is not None else MAX_IDS
-        if len(ids) > limit:
-            ids, overflowed = ids[:limit], True
-        link_defs, info = self._links(ids, args, queryMeta)
-        if maxrec is not None and len(link_defs) > maxrec:
-            link_defs, overflowed = link_defs[:maxrec], True
+        if maxrec is not None and maxrec < 0:
+            raise base.ValidationError(f"MAXREC={maxrec} must not be negative", "MAXREC")
+        # Every ID gives at least one row: never resolve more IDs than can be shown.
+        limit = MAX_IDS if maxrec is None else min(MAX_IDS, maxrec)
+        groups, info = self._links(ids[:limit], args, queryMeta)
+        rows, overflowed = links.crop_groups(groups, maxrec)
+        overflowed = overflowed or len(ids) > limit
 
         adapted = self.change(inputTable=base.makeStruct(
             svcs.InputTD, inputKeys=self.inputKeys[:], exclusive=True))
         adapted.run = adapted.runForMeta
         adapted.nocache = True
-        adapted.datalinkLinks = [item for item in link_defs
-                                 if not isinstance(item, ExternalSodaDescriptor)]
-        adapted.datalinkEndpoints = [item for item in link_defs
-                                     if isinstance(item, ExternalSodaDescriptor)]
+        adapted.datalinkLinks = [row for row in rows
+                                 if not isinstance(row, ExternalSodaDescriptor)]
+        adapted.datalinkEndpoints = [row for row in rows
+                                     if isinstance(row, ExternalSodaDescriptor)]
         adapted.descriptors, adapted.errors = [], []
         adapted.overflowed = overflowed
         adapted.choice_info = info
         adapted.had_ids = bool(ids)
         return adapted
 
-    def _links(self, ids: list[str], args: Mapping[str, Any], queryMeta: Any) -> tuple[list, Any]:
-        """Link definitions (and SODA descriptors) for all IDs, in ID order."""
+    def _links(self, ids: list[str], args: Mapping[str, Any],
+               queryMeta: Any) -> tuple[list[list[Any]], Any]:
+        """Per ID, in ID order, its rows: link definitions and SODA descriptors."""
         if not ids:
             return [], None
         try:
             request = links.parse_request(args)
         except links.UsageError as exc:
-            return [_fault_def(links.LinkFault(did, "UsageFault", str(exc))) for did in ids], None
+            return [[_fault_def(links.LinkFault(did, "UsageFault", str(exc)))]
+                    for did in ids], None
         try:
             resolver, settings = _shared_resolver(self.contract.getById("main").getQName())
         except (config.ConfigError, ValueError) as exc:
             # Not the client's fault, and nothing a retry fixes: say what to fix.
             message = f"the service is misconfigured: {exc}"
             base.ui.notifyError(f"rucio_rd: {message}")
-            return [_fault_def(links.LinkFault(did, "FatalFault", message)) for did in ids], None
+            return [[_fault_def(links.LinkFault(did, "FatalFault", message))]
+                    for did in ids], None
         seen = queryMeta.get(CLIENT_KEY) or {}
         address, source = links.client_address(
             request.client_ip_address, seen.get("peer"), seen, settings.geoip.trusted_proxies)
         client = resolver.locate(request, address, source)
-        items: list[Any] = []
+        by_distance = request.sort == "nearest_by_client" and client.position is not None
+        groups: list[list[Any]] = []
         for result in resolver.resolve(ids, request, client):
             if isinstance(result, links.LinkFault):
-                items.append(_fault_def(result))
+                groups.append([_fault_def(result)])
                 continue
-            items.extend(_link_defs(result, request.sort))
+            group: list[Any] = _link_defs(result, by_distance)
             site = result.chosen_site
             if site is not None:
                 for service in (site.soda_sync, site.soda_async):
                     if service is not None:
-                        items.append(ExternalSodaDescriptor(result.did, service, site.name))
-        return items, _choice_info(request, client, resolver.locator.description)
+                        group.append(ExternalSodaDescriptor(result.did, service, site.name))
+            groups.append(group)
+        return groups, _choice_info(request, client, resolver.locator.description)
 
     def getDatalinksResource(self, ctx: Any, service: Any) -> Any:
         rows = list(self.datalinkLinks)
@@ -325,6 +358,7 @@ class RucioDatalinkCore(datalink.DatalinkCore):
 
     def runForMeta(self, service: Any, inputTable: Any, queryMeta: Any) -> Any:
         try:
+            response_media_type(inputTable.getParam("responseformat"))
             if not getattr(self, "had_ids", False):
                 raise base.ValidationError(
                     "ID is mandatory: give one or more Rucio DIDs (scope:name)", "ID")
@@ -340,12 +374,6 @@ class RucioDatalinkCore(datalink.DatalinkCore):
                     "Results cropped at MAXREC (or at most 1000 IDs per request)."]]
             else:
                 vot[V.INFO(name="QUERY_STATUS", value="OK")]
-            # Always the DataLink type unless RESPONSEFORMAT asks otherwise: DaCHS
-            # sends text/xml when Accept mentions text/html, which Java's default
-            # Accept (TOPCAT, STILTS) does.  Browsers get HTML from the renderer.
-            media_type = str(inputTable.getParam("responseformat") or DATALINK_TYPE)
-            if media_type == "votable":
-                media_type = DATALINK_TYPE
-            return media_type, vot.render()
+            return response_media_type(inputTable.getParam("responseformat")), vot.render()
         finally:
             self.finalize()

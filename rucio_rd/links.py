@@ -37,6 +37,8 @@ from rucio_rd.sites import CachedSiteSource, Site, SiteCatalogue, SiteSourceErro
 
 __all__ = [
     "ClientLocation",
+    "all_values",
+    "crop_groups",
     "DatalinkRequest",
     "FileMetadata",
     "LinkFault",
@@ -78,19 +80,28 @@ class DatalinkRequest:
     must_include_soda: bool = False
 
 
+def all_values(args: Mapping[str, Any], name: str) -> list[str]:
+    """Every value of a parameter, whatever the case of its name (``ID=a&id=b``: both)."""
+    values: list[str] = []
+    for key in list(dict.keys(args)) if isinstance(args, dict) else list(args):
+        if str(key).upper() != name.upper():
+            continue
+        value = dict.__getitem__(args, key) if isinstance(args, dict) else args[key]
+        if isinstance(value, list | tuple):
+            values.extend(str(item) for item in value)
+        elif value is not None:
+            values.append(str(value))
+    return values
+
+
 def _single(args: Mapping[str, Any], key: str) -> str | None:
-    """The one value of a parameter (any case), or None; several values are an error."""
-    value = args.get(key.upper(), args.get(key))
-    if value is None:
+    """The one value of a parameter (any case), or None; different values are an error."""
+    values = [value.strip() for value in all_values(args, key)]
+    if not values:
         return None
-    if isinstance(value, list | tuple):
-        values = [str(item) for item in value]
-        if not values:
-            return None
-        if len(set(values)) > 1:
-            raise UsageError(f"{key} was given {len(values)} times; give it once")
-        return values[0].strip()
-    return str(value).strip()
+    if len(set(values)) > 1:
+        raise UsageError(f"{key} was given {len(values)} times with different values; give it once")
+    return values[0]
 
 
 def parse_request(args: Mapping[str, Any]) -> DatalinkRequest:
@@ -106,9 +117,13 @@ def parse_request(args: Mapping[str, Any]) -> DatalinkRequest:
     ranking_text = _single(args, "ranking")
     ranking = 0
     if ranking_text:
-        if not re.fullmatch(r"[+]?\d{1,6}", ranking_text):
+        if not re.fullmatch(r"[+]?\d+", ranking_text):
             raise UsageError(
                 f"ranking={_echo(ranking_text)} is not a whole number >= 0 (0 is the nearest)"
+            )
+        if len(ranking_text.lstrip("+")) > 6:
+            raise UsageError(
+                f"ranking={_echo(ranking_text)} is far more than any file's replicas; use 0..n-1"
             )
         ranking = int(ranking_text)
     address = _single(args, "client_ip_address") or None
@@ -116,6 +131,28 @@ def parse_request(args: Mapping[str, Any]) -> DatalinkRequest:
     if soda_text not in _TRUE + _FALSE:
         raise UsageError(f"must_include_soda={_echo(soda_text)} is not True or False")
     return DatalinkRequest(sort, ranking, address, soda_text in _TRUE)
+
+
+def crop_groups(groups: Sequence[Sequence[Any]], maxrec: int | None) -> tuple[list[Any], bool]:
+    """At most ``maxrec`` rows, keeping each ID's rows together; and whether any were cut.
+
+    Whole groups (one per ID) are kept while they fit; a first group larger
+    than MAXREC keeps its first rows (the chosen replica comes first).
+    """
+    rows: list[Any] = []
+    for group in groups:
+        if maxrec is None or len(rows) + len(group) <= maxrec:
+            rows.extend(group)
+            continue
+        if not rows:
+            rows.extend(group[:maxrec])
+        return rows, True
+    return rows, False
+
+
+def printable(text: str) -> str:
+    """``text`` with control characters replaced, safe to echo into XML."""
+    return "".join(char if char.isprintable() else "\ufffd" for char in text)
 
 
 def parse_did(text: str) -> tuple[str, str]:

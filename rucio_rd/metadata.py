@@ -114,7 +114,9 @@ def _number(value: Any, what: str) -> float:
     try:
         number = float(value)
     except (TypeError, ValueError):
-        raise BadRecordError(f"{what} is {value!r}, not a number") from None
+        raise BadRecordError(f"{what} is {str(value)[:40]!r}, not a number") from None
+    except OverflowError:
+        raise BadRecordError(f"{what} is a number too large for a float") from None
     if not math.isfinite(number):
         raise BadRecordError(f"{what} is {value!r}, not a finite number")
     return number
@@ -142,6 +144,10 @@ def _parse_data(data: Any) -> dict[str, Any]:
             data = json.loads(data)
         except json.JSONDecodeError as exc:
             raise BadRecordError(f"metadata is not valid JSON ({exc.msg})") from None
+        except (ValueError, RecursionError) as exc:
+            # e.g. an integer of more than 4300 digits, or objects nested thousands deep
+            reason = "nested too deep" if isinstance(exc, RecursionError) else str(exc)[:80]
+            raise BadRecordError(f"metadata cannot be read as JSON ({reason})") from None
     if not isinstance(data, dict):
         raise BadRecordError(f"metadata is a JSON {type(data).__name__}, not an object")
     return data
@@ -222,6 +228,10 @@ def rows_from_records(
             row, dropped = row_from_record(scope, name, data)
         except BadRecordError as exc:
             report.skip(f"{scope}:{name}", str(exc))
+            continue
+        except (ValueError, TypeError, OverflowError, RecursionError) as exc:
+            # Whatever else a record can do wrong, it must not end the import.
+            report.skip(f"{scope}:{name}", f"unreadable record ({type(exc).__name__})")
             continue
         report.dropped_fields += dropped
         report.published += 1

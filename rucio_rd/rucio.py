@@ -125,6 +125,11 @@ class RucioAuthError(RucioError):
     """Rucio or the identity provider refused the service's credentials."""
 
 
+def header_safe(value: str) -> bool:
+    """True when ``value`` can travel in an HTTP header as it is (printable ASCII)."""
+    return all(" " <= char <= "~" for char in value)
+
+
 def _scrub(text: str, secrets: Sequence[str | None]) -> str:
     """``text`` with every secret replaced; a last line of defence for error texts."""
     for secret in secrets:
@@ -190,6 +195,10 @@ def _send(session: requests.Session, method: str, url: str, what: str, timeout: 
             resp.close()
         if watchdog.expired:
             raise RucioUnavailable(f"{what} took longer than {timeout:g} s to answer")
+    except (requests.exceptions.InvalidHeader, UnicodeEncodeError):
+        # The message would quote the header, i.e. a credential: say which kind only.
+        raise RucioAuthError(f"{what}: a credential cannot be sent in an HTTP header"
+                             " (control or non-ASCII characters)") from None
     except requests.RequestException as exc:
         if watchdog.expired:
             raise RucioUnavailable(f"{what} took longer than {timeout:g} s to answer") from None
@@ -466,6 +475,9 @@ class TokenFileTokens:
             text = value.strip()
         if not text:
             raise RucioAuthError(f"token file {self.path} is empty")
+        if not header_safe(text):
+            # Never quote it: a broken token is still a secret.
+            raise RucioAuthError(f"token file {self.path} holds characters no token can have")
         log.info("read the Rucio token from %s", self.path)
         return text
 

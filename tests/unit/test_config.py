@@ -296,8 +296,38 @@ def test_trusted_proxies_from_comma_string_in_file(tmp_path: Path) -> None:
 
 
 def test_trusted_proxies_list_items_become_strings(tmp_path: Path) -> None:
-    path = write(tmp_path, '[geoip]\ntrusted_proxies = ["10.0.0.1", 42]\n')
-    assert load_settings(path, environ={}).geoip.trusted_proxies == ("10.0.0.1", "42")
+    path = write(tmp_path, '[geoip]\ntrusted_proxies = ["10.0.0.1", "10.1.0.0/16"]\n')
+    assert load_settings(path, environ={}).geoip.trusted_proxies == ("10.0.0.1", "10.1.0.0/16")
+
+
+def test_trusted_proxy_that_is_no_address_is_refused_at_load(tmp_path: Path) -> None:
+    path = write(tmp_path, '[geoip]\ntrusted_proxies = ["10.0.0.1", "proxy.example"]\n')
+    with pytest.raises(ConfigError, match="'proxy.example' is not an IP address or network"):
+        load_settings(path, environ={})
+
+
+def test_zero_timeout_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"\[rucio\] timeout must be more than 0"):
+        load_settings(write(tmp_path, "[rucio]\ntimeout = 0\n"), environ={})
+
+
+def test_mistyped_secret_is_not_quoted(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings(write(tmp_path, "[rucio]\npassword = 123456789\n"), environ={})
+    assert "123456789" not in str(caught.value)
+
+
+@pytest.mark.parametrize("secret", ["part1\npart2", "p\u00e4ssw\u00f6rd", "tab\there"])
+def test_secret_files_with_characters_no_header_can_carry_are_refused(
+    tmp_path: Path, secret: str
+) -> None:
+    secret_file = tmp_path / "secret"
+    secret_file.write_text(secret, encoding="utf-8")
+    path = write(tmp_path, f'[rucio]\npassword_file = "{secret_file}"\n')
+    with pytest.raises(ConfigError) as caught:
+        load_settings(path, environ={})
+    assert "password_file" in str(caught.value)
+    assert secret not in str(caught.value) and "part2" not in str(caught.value)
 
 
 def test_trusted_proxies_that_is_a_number_is_refused(tmp_path: Path) -> None:

@@ -16,9 +16,12 @@ from rucio_rd.links import (
     LinkSet,
     ReplicaResolver,
     UsageError,
+    all_values,
     client_address,
+    crop_groups,
     parse_did,
     parse_request,
+    printable,
 )
 from rucio_rd.ranking import Replica
 from rucio_rd.rucio import FileReplicas, ReplicaListing, RucioError, RucioUnavailable
@@ -53,9 +56,10 @@ def test_must_include_soda_false_spellings(value: str) -> None:
     ({"sort": ["nearest"]}, "sort='nearest' is not one of nearest_by_client, random"),
     ({"ranking": ["-1"]}, "ranking='-1' is not a whole number >= 0"),
     ({"ranking": ["1.5"]}, "ranking='1.5' is not a whole number"),
-    ({"ranking": ["9999999"]}, "is not a whole number"),
+    ({"ranking": ["9999999"]}, "is far more than any file's replicas"),
     ({"must_include_soda": ["maybe"]}, "must_include_soda='maybe' is not True or False"),
     ({"sort": ["random", "nearest_by_client"]}, "sort was given 2 times"),
+    ({"sort": ["random"], "SORT": ["nearest_by_client"]}, "sort was given 2 times"),
 ])
 def test_bad_parameters_raise_usage_errors_naming_the_value(args: dict, message: str) -> None:
     with pytest.raises(UsageError, match=None) as caught:
@@ -71,6 +75,25 @@ def test_overlong_values_are_cut_in_messages() -> None:
 
 def test_repeated_identical_value_is_accepted() -> None:
     assert parse_request({"sort": ["random", "random"]}).sort == "random"
+
+
+def test_all_values_merges_the_spellings_of_a_name() -> None:
+    assert sorted(all_values({"ID": ["a"], "id": ["b"], "Id": "c", "other": ["x"]}, "ID")) == [
+        "a", "b", "c"]
+
+
+def test_crop_groups_keeps_each_ids_rows_together() -> None:
+    groups = [["a1", "a2"], ["b1"], ["c1", "c2"]]
+    assert crop_groups(groups, None) == (["a1", "a2", "b1", "c1", "c2"], False)
+    assert crop_groups(groups, 5) == (["a1", "a2", "b1", "c1", "c2"], False)
+    assert crop_groups(groups, 4) == (["a1", "a2", "b1"], True)
+    assert crop_groups(groups, 1) == (["a1"], True)
+    assert crop_groups(groups, 0) == ([], True)
+
+
+def test_printable_replaces_control_characters() -> None:
+    assert printable("a\x00b\x01c\nd") == "a\ufffdb\ufffdc\ufffdd"
+    assert printable("scope:n\u00e4me") == "scope:n\u00e4me"
 
 
 # --- parse_did -----------------------------------------------------------------------

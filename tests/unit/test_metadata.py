@@ -457,3 +457,39 @@ def test_summary_mentions_dropped_fields() -> None:
         "read 2 metadata records, published 2, skipped 0,"
         " 4 unusable optional fields left empty"
     )
+
+
+# --- records built to break the importer (from the review) ----------------------------
+
+
+def test_coordinate_too_large_for_a_float_is_skipped() -> None:
+    # jsonb prints 1e400 as a 401-digit integer; float() of that overflows.
+    huge = "1" + "0" * 400
+    report = ImportReport()
+    rows = list(rows_from_records(
+        [("s", "a", f'{{"s_ra": {huge}, "s_dec": 0, "access_url": "u"}}'),
+         ("s", "b", '{"s_ra": 1, "s_dec": 2, "access_url": "u"}')], report))
+    assert [row["name"] for row in rows] == ["b"]
+    assert report.skipped == 1
+    assert "too large" in report.bad_records[0].reason
+
+
+def test_content_length_too_large_for_a_float_is_dropped_not_fatal() -> None:
+    row, dropped = row_from_record("s", "n", json.dumps(
+        {"s_ra": 1, "s_dec": 2, "access_url": "u"})[:-1] + ', "content_length": ' + "9" * 400 + "}")
+    assert row["content_length"] is None and dropped == 1
+
+
+def test_integer_beyond_pythons_digit_limit_is_skipped() -> None:
+    text = '{"s_ra": ' + "1" * 5000 + ', "s_dec": 0, "access_url": "u"}'
+    report = ImportReport()
+    assert list(rows_from_records([("s", "a", text)], report)) == []
+    assert report.skipped == 1
+    assert "cannot be read as JSON" in report.bad_records[0].reason
+
+
+def test_deeply_nested_json_is_skipped() -> None:
+    text = '{"s_ra": 1, "s_dec": 2, "access_url": "u", "x": ' + "[" * 100_000 + "]" * 100_000 + "}"
+    report = ImportReport()
+    assert list(rows_from_records([("s", "a", text)], report)) == []
+    assert report.skipped == 1

@@ -819,3 +819,28 @@ def test_connection_errors_do_not_leak_through_requests(fake: FakeRucio) -> None
     rucio = client(fake, session=Broken())
     with pytest.raises(RucioUnavailable, match="ChunkedEncodingError"):
         rucio.list_replicas([PTF])
+
+
+# --- credentials no HTTP header can carry (from the review) ---------------------------
+
+
+@pytest.mark.parametrize("content", ["QQsecretA1\nQQsecretB2", "QQs\u00f6cret\u20ac"])
+def test_token_file_with_characters_no_header_can_carry_is_refused_unquoted(
+    tmp_path: Path, content: str
+) -> None:
+    path = tmp_path / "token"
+    path.write_text(content, encoding="utf-8")
+    with pytest.raises(RucioAuthError) as caught:
+        TokenFileTokens(path).token()
+    assert "QQs" not in str(caught.value)
+
+
+@pytest.mark.parametrize("password", ["secret\nsecond-line", "p\u00e4ssw\u00f6rd\u20ac"])
+def test_password_no_header_can_carry_is_an_auth_error_not_a_crash(
+    fake: FakeRucio, password: str
+) -> None:
+    tokens = UserpassTokens(fake.url, "root", "ddmlab", password, timeout=2)
+    with pytest.raises(RucioAuthError) as caught:
+        tokens.token()
+    assert "second-line" not in str(caught.value)
+    assert "ssw" not in str(caught.value)
