@@ -326,17 +326,25 @@ class ReplicaResolver:
             for index, did in wanted.items():
                 results[index] = LinkFault(did, "DefaultFault", f"Rucio: {exc}")
             return
+        sites_problem = None
         try:
             catalogue = self.sites.get()
         except SiteSourceError as exc:
             log.warning("no site information: %s", exc)
-            catalogue = SiteCatalogue({})
+            catalogue, sites_problem = SiteCatalogue({}), str(exc)
         try:
             metadata = self.metadata_lookup(dids)
         except Exception as exc:  # the table is a nicety; links work without it
             log.warning("metadata lookup failed: %s", exc)
             metadata = {}
         for index, did in wanted.items():
+            if sites_problem and request.must_include_soda:
+                # Not "no SODA site": we cannot tell which sites offer SODA right now.
+                results[index] = LinkFault(
+                    did, "TransientFault",
+                    f"site information is unavailable, so SODA sites are unknown: {sites_problem}",
+                )
+                continue
             results[index] = self._links_for(did, listing, catalogue, metadata, request, client)
 
     def _links_for(

@@ -50,7 +50,6 @@ import logging
 import math
 import os
 import re
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -61,6 +60,7 @@ from urllib.parse import quote
 
 import requests
 
+from rucio_rd.deadline import Watchdog
 from rucio_rd.ranking import Replica
 
 if TYPE_CHECKING:
@@ -184,7 +184,7 @@ def _send(session: requests.Session, method: str, url: str, what: str, timeout: 
     :class:`RucioUnavailable`; HTTP statuses are left to the caller.
     """
     deadline = time.monotonic() + timeout + min(timeout, MAX_CONNECT_TIMEOUT_S)
-    watchdog = _Watchdog()
+    watchdog = Watchdog()
     try:
         resp = session.request(method, url, timeout=_timeouts(timeout), stream=True, **kw)
         watchdog.start(resp, deadline - time.monotonic())
@@ -208,42 +208,6 @@ def _send(session: requests.Session, method: str, url: str, what: str, timeout: 
         reason = _scrub(str(reason), secrets)
         raise RucioUnavailable(f"{what} failed: {type(exc).__name__}: {reason}") from None
     return resp
-
-
-class _Watchdog:
-    """Shuts a response's socket down at a deadline, which wakes a blocked read.
-
-    It works on a duplicate of the socket's descriptor, taken before the read, so
-    that it can never touch a descriptor that has meanwhile been closed and reused.
-    """
-
-    def __init__(self) -> None:
-        self.expired = False
-        self._timer: threading.Timer | None = None
-        self._sock: socket.socket | None = None
-
-    def start(self, resp: requests.Response, seconds: float) -> None:
-        try:
-            self._sock = socket.socket(fileno=os.dup(resp.raw.fileno()))
-        except (OSError, AttributeError, ValueError):
-            return  # no socket left: the body has already been read
-        self._timer = threading.Timer(max(0.0, seconds), self._fire)
-        self._timer.daemon = True
-        self._timer.start()
-
-    def _fire(self) -> None:
-        self.expired = True
-        try:
-            self._sock.shutdown(socket.SHUT_RDWR)  # type: ignore[union-attr]
-        except OSError:
-            pass
-
-    def stop(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer.join()
-        if self._sock is not None:
-            self._sock.close()
 
 
 # -- tokens ------------------------------------------------------------------------------
@@ -284,6 +248,10 @@ def _http_date(value: str | None) -> float | None:
         return None
 
 
+# After a failed token fetch, how long further requests fail at once.
+FAILED_TOKEN_BACKOFF_S = 5.0
+
+
 class _CachingTokens:
     """The cache and lock shared by the token providers that fetch tokens."""
 
@@ -292,12 +260,23 @@ class _CachingTokens:
         self._refresh_margin = refresh_margin
         self._cached: _CachedToken | None = None
         self._lock = threading.Lock()
+        # (until when, the error): after a failed fetch, threads waiting on the
+        # lock fail at once instead of each waiting out another timeout.
+        self._failure: tuple[float, RucioError] | None = None
 
     def token(self) -> str:
         with self._lock:
             now = self._clock()
+            if self._failure is not None and now < self._failure[0]:
+                error = self._failure[1]
+                raise type(error)(str(error))
             if self._cached is None or now >= self._cached.refresh_at:
-                value, lifetime = self._fetch()
+                try:
+                    value, lifetime = self._fetch()
+                except RucioError as exc:
+                    self._failure = (self._clock() + FAILED_TOKEN_BACKOFF_S, exc)
+                    raise
+                self._failure = None
                 self._cached = _cache(value, self._clock(), lifetime, self._refresh_margin)
             return self._cached.value
 

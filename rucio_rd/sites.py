@@ -41,6 +41,7 @@ from typing import Any
 
 import requests
 
+from rucio_rd.deadline import Watchdog
 from rucio_rd.geo import Position
 
 __all__ = [
@@ -79,6 +80,10 @@ RSE_ATTRIBUTE_SITE = "site"
 RSE_ATTRIBUTE_SODA_SYNC_URL = "soda_sync_url"
 RSE_ATTRIBUTE_SODA_ASYNC_URL = "soda_async_url"
 RSE_ATTRIBUTE_SODA_RESOURCE_IDENTIFIER = "soda_resource_identifier"
+
+
+# The largest site-directory answer read (the real one is a few hundred kB).
+MAX_DIRECTORY_BYTES = 16 * 2**20
 
 
 class SiteSourceError(RuntimeError):
@@ -539,27 +544,48 @@ class SiteDirectoryClient:
     def _get_json(self, endpoint: str) -> Any:
         url = self.url + endpoint
         shown = _redact(url)
+        # requests' timeout bounds each read, not the whole answer: a directory
+        # that trickles its body is cut off at an overall deadline, and at a size.
+        deadline = time.monotonic() + 2 * self.timeout
+        too_slow = f"site directory GET {shown} took more than {2 * self.timeout:g} s to answer"
+        watchdog = Watchdog()
         try:
-            response = self._session.get(
-                url, timeout=self.timeout, headers={"Accept": "application/json"}
-            )
-        except requests.Timeout as exc:
-            raise SiteSourceError(
-                f"site directory GET {shown} timed out after {self.timeout:g} s"
-            ) from exc
+            with self._session.get(
+                url, timeout=self.timeout, headers={"Accept": "application/json"}, stream=True
+            ) as response:
+                if response.status_code != 200:
+                    raise SiteSourceError(
+                        f"site directory GET {shown} answered HTTP {response.status_code}; "
+                        "check the URL and the directory's health"
+                    )
+                watchdog.start(response, deadline - time.monotonic())
+                body = bytearray()
+                try:
+                    for chunk in response.iter_content(65536):
+                        body += chunk
+                        if len(body) > MAX_DIRECTORY_BYTES:
+                            raise SiteSourceError(
+                                f"site directory GET {shown} sent more than"
+                                f" {MAX_DIRECTORY_BYTES // 2**20} MiB"
+                            )
+                finally:
+                    watchdog.stop()
+                if watchdog.expired:
+                    raise SiteSourceError(too_slow)
         except requests.RequestException as exc:
+            if watchdog.expired:
+                raise SiteSourceError(too_slow) from None
+            if isinstance(exc, requests.Timeout):
+                raise SiteSourceError(
+                    f"site directory GET {shown} timed out after {self.timeout:g} s"
+                ) from exc
             raise SiteSourceError(
                 f"site directory GET {shown} failed: {type(exc).__name__}; "
                 "check that the directory is up and the URL is right"
             ) from exc
-        if response.status_code != 200:
-            raise SiteSourceError(
-                f"site directory GET {shown} answered HTTP {response.status_code}; "
-                "check the URL and the directory's health"
-            )
         try:
-            return response.json()
-        except ValueError as exc:
+            return json.loads(bytes(body))
+        except (ValueError, RecursionError) as exc:
             raise SiteSourceError(f"site directory GET {shown} did not return JSON") from exc
 
     def fetch(self) -> SiteCatalogue:

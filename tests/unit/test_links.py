@@ -297,3 +297,10 @@ def test_broken_metadata_lookup_does_not_cost_the_links() -> None:
     broken.metadata_lookup = lookup
     [result] = broken.resolve(["s:both"], DatalinkRequest(), located())
     assert result.metadata == FileMetadata()
+
+
+def test_must_include_soda_without_site_information_is_transient_not_not_found() -> None:
+    [result] = resolver(sites=FakeSites(error=True)).resolve(
+        ["s:both"], DatalinkRequest(must_include_soda=True), located())
+    assert result.fault == "TransientFault"
+    assert "site information is unavailable" in result.message

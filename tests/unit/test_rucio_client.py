@@ -844,3 +844,17 @@ def test_password_no_header_can_carry_is_an_auth_error_not_a_crash(
         tokens.token()
     assert "second-line" not in str(caught.value)
     assert "ssw" not in str(caught.value)
+
+
+def test_failed_token_fetch_is_remembered_briefly_so_waiters_fail_at_once(
+    fake: FakeRucio,
+) -> None:
+    fake.route("GET", "/auth/userpass", lambda seen: Reply(200, b"", delay=3.0))
+    tokens = UserpassTokens(fake.url, "root", "u", PASSWORD, timeout=0.5)
+    with pytest.raises(RucioUnavailable):
+        tokens.token()
+    started = time.monotonic()
+    with pytest.raises(RucioUnavailable):
+        tokens.token()
+    assert time.monotonic() - started < 0.2
+    assert len(fake.calls("/auth/userpass")) == 1

@@ -488,6 +488,19 @@ class MisbehavingHandler(BaseHTTPRequestHandler):
         if mode == "slow":
             time.sleep(1.5)
             self._send(200, b"[]")
+        elif mode == "trickle":  # one byte every 0.1 s: no single read times out
+            body = b"[" + b" " * 60 + b"]"
+            try:
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                for byte in body:
+                    self.wfile.write(bytes([byte]))
+                    self.wfile.flush()
+                    time.sleep(0.1)
+            except (BrokenPipeError, ConnectionResetError):
+                pass
         elif mode in ("404", "500", "503"):
             self._send(int(mode), b'{"detail": "no"}')
         elif mode == "garbage":
@@ -799,3 +812,10 @@ def test_catalogues_are_equal_by_content():
     original = load_site_file(SITE_FILE)
     assert parse_site_directory(DIRECTORY["storages"], DIRECTORY["services"]) == original
     assert parse_site_directory(changed["storages"], changed["services"]) != original
+
+
+def test_client_cuts_off_a_trickling_directory_at_its_deadline(misbehaving_url):
+    started = time.monotonic()
+    with pytest.raises(SiteSourceError, match="took more than"):
+        SiteDirectoryClient(f"{misbehaving_url}/trickle", timeout=0.5).fetch()
+    assert time.monotonic() - started < 2.5
