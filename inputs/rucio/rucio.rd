@@ -266,10 +266,11 @@ inline code here only calls into it. -->
 			</code>
 		</regTest>
 		<regTest title="An unknown DID is a NotFoundFault row, a malformed one a UsageFault">
-			<url ID="testing:no-such-file.fits" client_ip_address="130.246.210.120"
-				>dl/dlmeta</url>
+			<url client_ip_address="130.246.210.120"
+				>dl/dlmeta?ID=testing:no-such-file.fits&amp;ID=no-colon</url>
 			<code>
-				self.assertHasStrings("NotFoundFault: Rucio knows no file")
+				self.assertHasStrings("NotFoundFault: Rucio knows no file",
+					"UsageFault: ID 'no-colon' is not a Rucio DID")
 			</code>
 		</regTest>
 	</regSuite>

@@ -22,6 +22,8 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from rucio_rd.stack.process import is_gone, owned_pid
+
 __all__ = ["DachsError", "DachsInstance"]
 
 REPO = Path(__file__).resolve().parents[2]
@@ -148,17 +150,30 @@ class DachsInstance:
         self.stop()
         subprocess.run(["dropdb", "--if-exists", "--force", self.db_name], check=True)
 
-    def is_running(self) -> bool:
+    def _answers(self) -> bool:
         try:
             with urllib.request.urlopen(self.server_url + "/", timeout=2) as response:
                 return response.status == 200
         except (urllib.error.URLError, OSError):
             return False
 
+    def _own_pid(self) -> int | None:
+        return owned_pid(self.pid_path, ("gavo.user.cli", "serve"),
+                         (f"GAVOSETTINGS={self.settings_file}",))
+
+    def is_running(self) -> bool:
+        """This instance's server answers (not just anything on its port)."""
+        return self._own_pid() is not None and self._answers()
+
     def start(self, timeout: float = 60) -> None:
         """Serve in the background (``dachs serve debug``) until the root page answers."""
         if self.is_running():
             return
+        if self._answers():
+            raise DachsError(
+                f"port {self.port} already answers, but not this instance's DaCHS"
+                f" ({self.root}); stop that server (a system DaCHS: systemctl stop dachs)"
+            )
         log = open(self.log_path, "ab")
         process = subprocess.Popen(
             self.command("serve", "debug"), env=self.env(), stdout=log,
@@ -169,24 +184,23 @@ class DachsInstance:
         while time.monotonic() < deadline:
             if process.poll() is not None:
                 raise DachsError(f"dachs serve exited; see {self.log_path}:\n{self._log_tail()}")
-            if self.is_running():
+            if self._answers():
                 return
             time.sleep(0.3)
         raise DachsError(f"dachs serve did not answer within {timeout}s:\n{self._log_tail()}")
 
     def stop(self) -> None:
-        if not self.pid_path.exists():
+        pid = self._own_pid()
+        if pid is None:
+            self.pid_path.unlink(missing_ok=True)
             return
-        pid = int(self.pid_path.read_text())
         try:
             os.killpg(pid, signal.SIGTERM)
         except ProcessLookupError:
             pass
         else:
             for _ in range(100):
-                try:
-                    os.kill(pid, 0)
-                except ProcessLookupError:
+                if is_gone(pid):
                     break
                 time.sleep(0.1)
             else:

@@ -41,6 +41,7 @@ class Layout:
     dachs_db: str
     legacy_port: int = 10000
     synthetic_files: int = 300
+    sites_ttl: float = 300.0
 
 
 DEMO_LAYOUT = Layout(
@@ -109,6 +110,7 @@ class Stack:
             "[sites]\n"
             'source = "site_directory"\n'
             f'url = "{self.sites.url}"\n'
+            f"ttl = {self.layout.sites_ttl}\n"
             "[geoip]\n"
             "# Everything reaches this stack from this machine: believe its proxy headers.\n"
             'trusted_proxies = ["127.0.0.1"]\n'

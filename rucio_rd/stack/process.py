@@ -17,9 +17,39 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["ServerProcess"]
+__all__ = ["ServerProcess", "is_gone", "owned_pid"]
 
 REPO = Path(__file__).resolve().parents[2]
+
+
+def is_gone(pid: int) -> bool:
+    """The process has exited (a zombie waiting for its parent counts as gone)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat.rsplit(")", 1)[-1].split()[0] == "Z"
+
+
+def owned_pid(pid_path: Path, cmdline_marks: tuple[str, ...] = (),
+              environ_marks: tuple[str, ...] = ()) -> int | None:
+    """The pid in ``pid_path`` if that process is still ours, else None.
+
+    A pid file outlives its process (a reboot, a kill -9) and the pid may
+    then belong to anything: only a process whose command line (and
+    environment) carry the given marks is taken for ours and ever signalled.
+    """
+    try:
+        pid = int(Path(pid_path).read_text().strip())
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        environ = Path(f"/proc/{pid}/environ").read_bytes() if environ_marks else b""
+    except (OSError, ValueError):
+        return None
+    if all(mark.encode() in cmdline for mark in cmdline_marks) and all(
+        mark.encode() in environ for mark in environ_marks
+    ):
+        return pid
+    return None
 
 
 @dataclass
@@ -72,13 +102,14 @@ class ServerProcess:
         raise RuntimeError(f"{self.name} did not answer within {timeout}s")
 
     def stop(self) -> None:
-        if not self.pid_path.exists():
+        pid = owned_pid(self.pid_path, (self.module, str(self.port)))
+        self.pid_path.unlink(missing_ok=True)
+        if pid is None:
             return
         try:
-            os.kill(int(self.pid_path.read_text()), signal.SIGTERM)
+            os.kill(pid, signal.SIGTERM)
         except ProcessLookupError:
             pass
-        self.pid_path.unlink(missing_ok=True)
         for _ in range(50):
             if not self.is_running():
                 return

@@ -22,6 +22,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         meta_db="rucio_rd_it_meta",
         dachs_db="rucio_rd_it_dachs",
         synthetic_files=300,
+        sites_ttl=1.0,  # short, so that the site-directory outage test sees a refresh fail
         **TEST_PORTS,
     )
     stack = Stack(layout)
