@@ -19,6 +19,8 @@ virtual environment: ``bin/dachs``).
 from __future__ import annotations
 
 import argparse
+import grp
+import os
 import shutil
 import subprocess
 import sys
@@ -56,21 +58,44 @@ def _link(target: Path, source: Path) -> Path:
     return target
 
 
-def install_config(etc_dir: Path, given: Path | None) -> Path:
-    """Place and validate the plugin configuration; return its path."""
+def install_config(etc_dir: Path, given: Path | None, group: str | None = None) -> Path:
+    """Place and validate the plugin configuration; return its path.
+
+    The file is mode 0640; with ``group`` (DaCHS's ``[general] group``, whose
+    members run the server) it belongs to that group so the server can read it.
+    """
     target = Path(etc_dir) / config.CONFIG_FILE_NAME
+    source = None
     if given is not None:
         config.load_settings(given)
         if Path(given).resolve() != target.resolve():
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(given, target)
-            target.chmod(0o640)
+            source = Path(given)
     elif not target.exists():
+        source = CONFIG_TEMPLATE
+    if source is not None:  # a file we write; one the operator keeps keeps its mode
         target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(CONFIG_TEMPLATE, target)
+        shutil.copyfile(source, target)
         target.chmod(0o640)
+        if group:
+            try:
+                os.chown(target, -1, grp.getgrnam(group).gr_gid)
+            except KeyError:
+                pass  # no such group here: the server runs as the file's owner
     config.load_settings(target)
     return target
+
+
+def server_interpreter_warning(python: str = "/usr/bin/python3") -> str | None:
+    """A warning when Debian's dachs service (on ``python``) could not import rucio_rd."""
+    if not Path(python).exists() or Path(python).resolve() == Path(sys.executable).resolve():
+        return None
+    result = subprocess.run([python, "-c", "import rucio_rd"], capture_output=True)
+    if result.returncode == 0:
+        return None
+    return (
+        f"{python} (Debian's dachs service) cannot import rucio_rd; run the server with"
+        " bin/dachs serve, or see the README (Running under Debian's dachs service)"
+    )
 
 
 def check_metadata_source(settings: config.Settings) -> int:
@@ -117,7 +142,7 @@ def deploy(config_file: Path | None = None, import_data: bool = True) -> None:
     root = Path(base.getConfig("rootDir"))
     print(f"DaCHS instance at {root}")
     print(f"  linked {link_inputs(Path(base.getConfig('inputsDir')))}")
-    config_path = install_config(root / "etc", config_file)
+    config_path = install_config(root / "etc", config_file, base.getConfig("group"))
     print(f"  configuration {config_path}")
     settings = config.load_settings(config_path)
     print(f"  metadata table has {check_metadata_source(settings)} records")
@@ -128,6 +153,9 @@ def deploy(config_file: Path | None = None, import_data: bool = True) -> None:
     _dachs("pub", "rucio/rucio")
     _dachs("val", "rucio/rucio")
     print("  imported, published and validated rucio/rucio")
+    warning = server_interpreter_warning()
+    if warning:
+        print(f"  note: {warning}")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -9,6 +9,7 @@ idempotent: what already runs is reused.
 from __future__ import annotations
 
 import argparse
+import json
 import subprocess
 import sys
 import time
@@ -96,25 +97,24 @@ class Stack:
         password_file.touch(mode=0o600)
         password_file.chmod(0o600)
         password_file.write_text(credentials["password"])
-        path.write_text(
-            "# written by rucio_rd.stack.demo for this stack\n"
-            "[metadata]\n"
-            f'dsn = "{self.rucio.meta_dsn()}"\n'
-            'table = "dids"\n'
-            "[rucio]\n"
-            f'url = "{self.rucio.url}"\n'
-            'auth = "userpass"\n'
-            f'account = "{credentials["account"]}"\n'
-            f'username = "{credentials["username"]}"\n'
-            f'password_file = "{password_file}"\n'
-            "[sites]\n"
-            'source = "site_directory"\n'
-            f'url = "{self.sites.url}"\n'
-            f"ttl = {self.layout.sites_ttl}\n"
-            "[geoip]\n"
-            "# Everything reaches this stack from this machine: believe its proxy headers.\n"
-            'trusted_proxies = ["127.0.0.1"]\n'
-        )
+        sections = {
+            "metadata": {"dsn": self.rucio.meta_dsn(), "table": "dids"},
+            "rucio": {
+                "url": self.rucio.url, "auth": "userpass",
+                "account": credentials["account"], "username": credentials["username"],
+                "password_file": str(password_file),
+            },
+            "sites": {"source": "site_directory", "url": self.sites.url,
+                      "ttl": self.layout.sites_ttl},
+            # Everything reaches this stack from this machine: believe its proxy headers.
+            "geoip": {"trusted_proxies": ["127.0.0.1"]},
+        }
+        lines = ["# written by rucio_rd.stack.demo for this stack"]
+        for section, values in sections.items():
+            lines.append(f"[{section}]")
+            # JSON strings, numbers and lists of strings are valid TOML values.
+            lines.extend(f"{key} = {json.dumps(value)}" for key, value in values.items())
+        path.write_text("\n".join(lines) + "\n")
         return path
 
     def deploy(self) -> str:

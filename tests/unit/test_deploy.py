@@ -222,3 +222,16 @@ def test_install_config_validates_with_environment_overrides(
     monkeypatch.setenv("RUCIO_RD_SITES_SOURCE", "nowhere")
     with pytest.raises(ConfigError, match=r"\[sites\] source"):
         install_config(tmp_path / "etc", given)
+
+
+def test_written_config_belongs_to_the_servers_group(tmp_path: Path) -> None:
+    import grp
+
+    group = grp.getgrgid(os.getgid()).gr_name
+    target = install_config(tmp_path / "etc", None, group)
+    assert target.stat().st_gid == grp.getgrnam(group).gr_gid
+    assert mode(target) == 0o640
+
+
+def test_unknown_group_is_no_error(tmp_path: Path) -> None:
+    assert install_config(tmp_path / "etc", None, "no-such-group-here").exists()
