@@ -30,7 +30,9 @@ def iterate_rows() -> Iterator[dict[str, Any]]:
 
     settings = load_dachs_settings()
     report = metadata.ImportReport(max_listed=settings.metadata.max_bad_records_reported)
-    records = metadata.read_metadata_table(settings.metadata.dsn, settings.metadata.table)
+    records = metadata.read_metadata_table(
+        settings.metadata.dsn, settings.metadata.table, settings.metadata.vo
+    )
     yield from metadata.rows_from_records(records, report)
     for bad in report.bad_records:
         base.ui.notifyWarning(f"rucio_rd: skipped {bad.did}: {bad.reason}")

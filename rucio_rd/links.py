@@ -318,13 +318,18 @@ class ReplicaResolver:
         dids = sorted(set(wanted.values()))
         try:
             listing = self.rucio.list_replicas(dids)
-        except RucioUnavailable as exc:
-            for index, did in wanted.items():
-                results[index] = LinkFault(did, "TransientFault", f"Rucio: {exc}")
-            return
         except RucioError as exc:
+            # The details (internal URLs, accounts, Rucio's own message) are for
+            # the operator's log; the client learns what happened and what to do.
+            log.warning("replica listing failed: %s", exc)
+            if isinstance(exc, RucioUnavailable):
+                fault, message = "TransientFault", "Rucio is unavailable; try again later"
+            else:
+                fault, message = "DefaultFault", (
+                    f"Rucio could not list the replicas ({type(exc).__name__});"
+                    " the service's log has the details")
             for index, did in wanted.items():
-                results[index] = LinkFault(did, "DefaultFault", f"Rucio: {exc}")
+                results[index] = LinkFault(did, fault, message)
             return
         sites_problem = None
         try:

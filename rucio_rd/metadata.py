@@ -239,7 +239,7 @@ def rows_from_records(
 
 
 def read_metadata_table(
-    dsn: str, table: str, batch_size: int = 5000
+    dsn: str, table: str, vo: str = "def", batch_size: int = 5000
 ) -> Iterator[tuple[str, str, Any]]:
     """Stream ``(scope, name, data)`` from the did-meta table.
 
@@ -258,9 +258,10 @@ def read_metadata_table(
         with connection.cursor(name="rucio_rd_metadata") as cursor:
             cursor.itersize = batch_size
             cursor.execute(
-                sql.SQL("SELECT scope, name, data::text FROM {} ORDER BY scope, name").format(
-                    identifier
-                )
+                sql.SQL(
+                    "SELECT scope, name, data::text FROM {} WHERE vo = %s ORDER BY scope, name"
+                ).format(identifier),
+                (vo,),
             )
             yield from cursor
     finally:

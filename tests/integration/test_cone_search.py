@@ -133,6 +133,10 @@ def test_bad_records_are_skipped_and_reported_not_fatal(stack: Stack) -> None:
                     "INSERT INTO dids (vo, scope, name, data) VALUES ('def', 'bad', %s, %s)",
                     (f"bad-{index}.fits", data),
                 )
+            # The same DID in another VO of a multi-VO Rucio is not ours to publish.
+            cursor.execute(
+                "INSERT INTO dids (vo, scope, name, data) VALUES ('oth', 'testing',"
+                " 'PTF10tce.fits', '{\"s_ra\": 1, \"s_dec\": 1, \"access_url\": \"u\"}')")
         output = stack.deploy()
         assert f"skipped {len(bad)}" in output
         assert "skipped bad:bad-1.fits: s_ra=400.0 is outside [0, 360)" in output
@@ -141,7 +145,7 @@ def test_bad_records_are_skipped_and_reported_not_fatal(stack: Stack) -> None:
         assert count == len(DEMO_FILES) + stack.layout.synthetic_files
     finally:
         with connection.cursor() as cursor:
-            cursor.execute("DELETE FROM dids WHERE scope = 'bad'")
+            cursor.execute("DELETE FROM dids WHERE scope = 'bad' OR vo = 'oth'")
         connection.close()
 
 

@@ -272,7 +272,7 @@ def test_rucio_unavailable_is_a_transient_fault_for_every_id() -> None:
     rucio = FakeRucio(FILES, error=RucioUnavailable("connection refused"))
     results = resolver(rucio).resolve(["s:both", "s:uk"], DatalinkRequest(), located())
     assert {r.fault for r in results} == {"TransientFault"}
-    assert all("connection refused" in r.message for r in results)
+    assert all(r.message == "Rucio is unavailable; try again later" for r in results)
 
 
 def test_rucio_error_is_a_default_fault() -> None:
