@@ -47,8 +47,7 @@ class MetadataSettings:
 
     dsn: str = "dbname=rucio_meta host=127.0.0.1"
     table: str = "dids"
-    # Rucio's VO whose files are published ("def" on a single-VO Rucio): the
-    # same scope:name may exist in several VOs of a multi-VO Rucio.
+    # The Rucio VO whose files are published ("def" on a single-VO Rucio).
     vo: str = "def"
     # How many skipped records an import names one by one; 0 names them all.
     max_bad_records_reported: int = 20

@@ -133,10 +133,10 @@ def test_bad_records_are_skipped_and_reported_not_fatal(stack: Stack) -> None:
                     "INSERT INTO dids (vo, scope, name, data) VALUES ('def', 'bad', %s, %s)",
                     (f"bad-{index}.fits", data),
                 )
-            # The same DID in another VO of a multi-VO Rucio is not ours to publish.
+            # A file of another VO of a multi-VO Rucio is not ours to publish.
             cursor.execute(
-                "INSERT INTO dids (vo, scope, name, data) VALUES ('oth', 'testing',"
-                " 'PTF10tce.fits', '{\"s_ra\": 1, \"s_dec\": 1, \"access_url\": \"u\"}')")
+                "INSERT INTO dids (vo, scope, name, data) VALUES ('oth', 'other',"
+                " 'elsewhere.fits', '{\"s_ra\": 1, \"s_dec\": 1, \"access_url\": \"u\"}')")
         output = stack.deploy()
         assert f"skipped {len(bad)}" in output
         assert "skipped bad:bad-1.fits: s_ra=400.0 is outside [0, 360)" in output
