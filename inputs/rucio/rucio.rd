@@ -178,7 +178,7 @@ inline code here only calls into it. -->
 		<column name="error_message" type="text" ucd="meta.code.error"
 			tablehead="Error" verbLevel="1"
 			description="Why there is no link: a DataLink fault code and its reason."/>
-		<column name="description" type="text" ucd="meta.note"
+		<column name="description" type="unicode" ucd="meta.note"
 			tablehead="Description" verbLevel="1"
 			description="What the link is: the observation, the site and its distance."/>
 		<column name="semantics" type="text" ucd="meta.code"
