@@ -69,9 +69,13 @@ def percentile(samples: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(fraction * (len(ordered) - 1))))]
 
 
-def cone_samples(url: str, radius: float, count: int, rng: random.Random):
-    """Times of ``count`` cones at random positions (after 10 warm-up ones), and row counts."""
-    session = requests.Session()
+def cone_samples(url: str, radius: float, count: int, rng: random.Random, keep_alive: bool):
+    """Times of ``count`` cones at random positions (after 10 warm-up ones), and row counts.
+
+    ``keep_alive`` reuses one connection (as pyvo's session does); otherwise
+    every request opens its own (as curl or a fresh TOPCAT query would).
+    """
+    session = requests.Session() if keep_alive else requests
     times, sizes = [], []
     for index in range(count + 10):
         ra = 360 * rng.random()
@@ -114,17 +118,21 @@ def main(argv: list[str] | None = None) -> int:
         url = dachs.server_url + "/rucio/rucio/cone/scs.xml"
         rng = random.Random(42)
         rows = []
-        for radius in (0.1, 1.0):
-            times, sizes = cone_samples(url, radius, args.requests, rng)
-            rows.append((radius, statistics.median(times), percentile(times, 0.95),
-                         statistics.mean(sizes)))
+        for keep_alive in (False, True):
+            for radius in (0.1, 1.0):
+                times, sizes = cone_samples(url, radius, args.requests, rng, keep_alive)
+                rows.append((radius, keep_alive, statistics.median(times),
+                             percentile(times, 0.95), statistics.mean(sizes)))
         density = args.rows / 41253.0
         print(f"\n{args.rows:,} rows; import (deploy: dachs imp, pub, val) "
               f"{import_seconds:.0f} s = {args.rows / import_seconds:,.0f} rows/s")
-        print(f"{'radius':>8} {'median ms':>10} {'p95 ms':>10} {'mean rows':>10} {'expected':>9}")
-        for radius, median, p95, mean_rows in rows:
+        print(f"{'radius':>8} {'connection':>11} {'median ms':>10} {'p95 ms':>10}"
+              f" {'mean rows':>10} {'expected':>9}")
+        for radius, keep_alive, median, p95, mean_rows in rows:
             expected = density * math.pi * radius**2
-            print(f"{radius:8.1f} {median:10.1f} {p95:10.1f} {mean_rows:10.1f} {expected:9.1f}")
+            kind = "keep-alive" if keep_alive else "new"
+            print(f"{radius:8.1f} {kind:>11} {median:10.1f} {p95:10.1f} {mean_rows:10.1f}"
+                  f" {expected:9.1f}")
     finally:
         if not args.keep:
             dachs.drop()

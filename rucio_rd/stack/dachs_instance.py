@@ -22,7 +22,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from rucio_rd.stack.process import is_gone, owned_pid
+from rucio_rd.stack.process import is_gone, launch, owned_pid
 
 __all__ = ["DachsError", "DachsInstance"]
 
@@ -174,20 +174,11 @@ class DachsInstance:
                 f"port {self.port} already answers, but not this instance's DaCHS"
                 f" ({self.root}); stop that server (a system DaCHS: systemctl stop dachs)"
             )
-        log = open(self.log_path, "ab")
-        process = subprocess.Popen(
-            self.command("serve", "debug"), env=self.env(), stdout=log,
-            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
-        )
-        self.pid_path.write_text(str(process.pid))
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                raise DachsError(f"dachs serve exited; see {self.log_path}:\n{self._log_tail()}")
-            if self._answers():
-                return
-            time.sleep(0.3)
-        raise DachsError(f"dachs serve did not answer within {timeout}s:\n{self._log_tail()}")
+        try:
+            launch("dachs serve", self.command("serve", "debug"), self.log_path, self.pid_path,
+                   self._answers, timeout, env=self.env())
+        except RuntimeError as exc:
+            raise DachsError(f"{exc}\n(log: {self.log_path})") from None
 
     def stop(self) -> None:
         pid = self._own_pid()
@@ -206,12 +197,6 @@ class DachsInstance:
             else:
                 os.killpg(pid, signal.SIGKILL)
         self.pid_path.unlink(missing_ok=True)
-
-    def _log_tail(self, lines: int = 30) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return "(no log)"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -14,12 +14,48 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["ServerProcess", "is_gone", "owned_pid"]
+__all__ = ["ServerProcess", "is_gone", "launch", "owned_pid"]
 
 REPO = Path(__file__).resolve().parents[2]
+
+
+def launch(
+    name: str,
+    command: list[str],
+    log_path: Path,
+    pid_path: Path,
+    answers: Callable[[], bool],
+    timeout: float,
+    env: dict[str, str] | None = None,
+) -> None:
+    """Start ``command`` detached (own session, output to ``log_path``), note its pid,
+    and wait until ``answers()``; raise RuntimeError with the log's tail if it exits
+    or stays silent."""
+    with open(log_path, "ab") as log:
+        process = subprocess.Popen(
+            command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            start_new_session=True, cwd=REPO, env=env,
+        )
+    pid_path.write_text(str(process.pid))
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{name} exited ({process.returncode}):\n{_tail(log_path)}")
+        if answers():
+            return
+        time.sleep(0.2)
+    raise RuntimeError(f"{name} did not answer within {timeout}s:\n{_tail(log_path)}")
+
+
+def _tail(path: Path, lines: int = 30) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
 
 
 def is_gone(pid: int) -> bool:
@@ -85,21 +121,12 @@ class ServerProcess:
         if self.is_running():
             return
         Path(self.workdir).mkdir(parents=True, exist_ok=True)
-        log = open(Path(self.workdir) / f"{self.name}.log", "ab")
-        process = subprocess.Popen(
+        launch(
+            self.name,
             [sys.executable, "-m", self.module, "--port", str(self.port), *self.arguments],
-            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            start_new_session=True, cwd=REPO,
+            log_path=Path(self.workdir) / f"{self.name}.log", pid_path=self.pid_path,
+            answers=self.is_running, timeout=timeout,
         )
-        self.pid_path.write_text(str(process.pid))
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                raise RuntimeError(f"{self.name} exited ({process.returncode}); see its log")
-            if self.is_running():
-                return
-            time.sleep(0.1)
-        raise RuntimeError(f"{self.name} did not answer within {timeout}s")
 
     def stop(self) -> None:
         pid = owned_pid(self.pid_path, (self.module, str(self.port)))
