@@ -94,6 +94,20 @@ def response_media_type(responseformat: str | None) -> str:
     return _VOTABLE_FORMATS[key]
 
 
+def _accept_votable_responseformats(service: Any) -> None:
+    """Let the service's RESPONSEFORMAT take the DataLink media type.
+
+    DaCHS's DALI key only lists its table formats (not the DataLink type, and
+    not with a parameter), so it refuses the one format DataLink defines.  This
+    service gets a copy of the key without that list; :func:`response_media_type`
+    checks the value instead.  DaCHS's shared key is not touched.
+    """
+    keys = getattr(service, "serviceKeys", None) or []
+    for index, key in enumerate(keys):
+        if key.name == "responseformat" and key.values is not None and key.values.options:
+            keys[index] = key.change(values=None)
+
+
 class ExternalSodaDescriptor:
     """A SODA service at a replica's site, written as a DataLink service descriptor."""
 
@@ -188,7 +202,7 @@ def _table_metadata(table_name: str, dids: Sequence[str]) -> dict[str, links.Fil
     return result
 
 
-def _describe(link_set: links.LinkSet, rank: int, by_distance: bool) -> str:
+def _describe(link_set: links.LinkSet, rank: int, by_distance: bool, ranking: int = 0) -> str:
     ranked = link_set.replicas[rank]
     what = link_set.metadata.obs_id or link_set.did
     where = ranked.replica.rse
@@ -198,19 +212,22 @@ def _describe(link_set: links.LinkSet, rank: int, by_distance: bool) -> str:
     if ranked.distance_km is not None:
         text += f", {ranked.distance_km:,.0f} km from the client"
     if rank == 0:
-        choice = "nearest replica" if by_distance else "chosen replica"
-        return f"{text}: {choice}"
+        if by_distance and ranking == 0:
+            return f"{text}: nearest replica"
+        return f"{text}: chosen replica" + (f" (ranking={ranking})" if ranking else "")
     return f"{text}: fallback {rank}"
 
 
-def _link_defs(link_set: links.LinkSet, by_distance: bool) -> list[datalink.LinkDef]:
+def _link_defs(
+    link_set: links.LinkSet, by_distance: bool, ranking: int = 0
+) -> list[datalink.LinkDef]:
     length = link_set.metadata.content_length
     if length is None:
         length = link_set.file_bytes
     return [
         datalink.LinkDef(
             link_set.did, ranked.replica.pfn, semantics="#this",
-            description=_describe(link_set, rank, by_distance),
+            description=_describe(link_set, rank, by_distance, ranking),
             contentType=link_set.metadata.content_type, contentLength=length,
         )
         for rank, ranked in enumerate(link_set.replicas)
@@ -270,6 +287,10 @@ class RucioDatalinkCore(datalink.DatalinkCore):
     def adaptForRenderer(self, renderer: Any, queryMeta: Any) -> Any:
         if renderer.name != "dlmeta":
             return self
+        # The service adds DaCHS's DALI keys after this core is built (and a
+        # custom core gets no parse context), so the key is relaxed here, before
+        # DaCHS validates the request's parameters against it.
+        _accept_votable_responseformats(self.parent)
         try:
             args = utils.stealVar("args")
             if not isinstance(args, dict):
@@ -330,7 +351,7 @@ class RucioDatalinkCore(datalink.DatalinkCore):
             if isinstance(result, links.LinkFault):
                 groups.append([_fault_def(result)])
                 continue
-            group: list[Any] = _link_defs(result, by_distance)
+            group: list[Any] = _link_defs(result, by_distance, request.ranking)
             site = result.chosen_site
             if site is not None:
                 for service in (site.soda_sync, site.soda_async):

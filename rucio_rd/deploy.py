@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import grp
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -74,15 +73,28 @@ def install_config(etc_dir: Path, given: Path | None, group: str | None = None) 
         source = CONFIG_TEMPLATE
     if source is not None:  # a file we write; one the operator keeps keeps its mode
         target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(source, target)
-        target.chmod(0o640)
+        _write_private(target, Path(source).read_bytes())
         if group:
             try:
                 os.chown(target, -1, grp.getgrnam(group).gr_gid)
             except KeyError:
                 pass  # no such group here: the server runs as the file's owner
+            except PermissionError:
+                print(f"  note: could not give {target} to group {group}: the DaCHS server"
+                      " may not be able to read it (run bin/deploy as root or as its owner)",
+                      file=sys.stderr)
     config.load_settings(target)
     return target
+
+
+def _write_private(target: Path, content: bytes) -> None:
+    """Write ``target`` mode 0640 from the start: it may hold a password."""
+    if target.exists():
+        target.chmod(0o640)
+    descriptor = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
+    with os.fdopen(descriptor, "wb") as sink:
+        sink.write(content)
+    target.chmod(0o640)  # whatever the umask made of it
 
 
 def server_interpreter_warning(python: str = "/usr/bin/python3") -> str | None:

@@ -32,7 +32,7 @@ from rucio_rd.ranking import (
     choose,
     rank_replicas,
 )
-from rucio_rd.rucio import RucioClient, RucioError, RucioUnavailable
+from rucio_rd.rucio import RucioAuthError, RucioClient, RucioError, RucioUnavailable
 from rucio_rd.sites import CachedSiteSource, Site, SiteCatalogue, SiteSourceError
 
 __all__ = [
@@ -324,6 +324,9 @@ class ReplicaResolver:
             log.warning("replica listing failed: %s", exc)
             if isinstance(exc, RucioUnavailable):
                 fault, message = "TransientFault", "Rucio is unavailable; try again later"
+            elif isinstance(exc, RucioAuthError):
+                fault, message = "FatalFault", (
+                    "Rucio refused the service's credentials; the operator must fix them")
             else:
                 fault, message = "DefaultFault", (
                     f"Rucio could not list the replicas ({type(exc).__name__});"
@@ -345,9 +348,11 @@ class ReplicaResolver:
         for index, did in wanted.items():
             if sites_problem and request.must_include_soda:
                 # Not "no SODA site": we cannot tell which sites offer SODA right now.
+                # (The reason, with internal addresses, is in the log.)
                 results[index] = LinkFault(
                     did, "TransientFault",
-                    f"site information is unavailable, so SODA sites are unknown: {sites_problem}",
+                    "site information is unavailable, so the sites offering SODA are"
+                    " unknown; try again later",
                 )
                 continue
             results[index] = self._links_for(did, listing, catalogue, metadata, request, client)

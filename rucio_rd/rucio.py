@@ -267,17 +267,27 @@ class _CachingTokens:
     def token(self) -> str:
         with self._lock:
             now = self._clock()
+            cached = self._cached
+            if cached is not None and now < cached.refresh_at:
+                return cached.value
+            # An early renewal that fails keeps the current token while it lasts.
+            still_valid = cached is not None and now < cached.expires_at
             if self._failure is not None and now < self._failure[0]:
+                if still_valid:
+                    return cached.value
                 error = self._failure[1]
                 raise type(error)(str(error))
-            if self._cached is None or now >= self._cached.refresh_at:
-                try:
-                    value, lifetime = self._fetch()
-                except RucioError as exc:
-                    self._failure = (self._clock() + FAILED_TOKEN_BACKOFF_S, exc)
-                    raise
-                self._failure = None
-                self._cached = _cache(value, self._clock(), lifetime, self._refresh_margin)
+            try:
+                value, lifetime = self._fetch()
+            except RucioError as exc:
+                self._failure = (self._clock() + FAILED_TOKEN_BACKOFF_S, exc)
+                if still_valid:
+                    log.warning("renewing the Rucio token failed (%s); the current one"
+                                " serves until it expires", exc)
+                    return cached.value
+                raise
+            self._failure = None
+            self._cached = _cache(value, self._clock(), lifetime, self._refresh_margin)
             return self._cached.value
 
     def invalidate(self) -> None:

@@ -166,7 +166,7 @@ inline code here only calls into it. -->
 	<table id="links" onDisk="False">
 		<meta name="description">The rows of a DataLink response (DataLink 1.1),
 		with the standard's UCDs.</meta>
-		<column name="ID" type="text" ucd="meta.id;meta.main"
+		<column name="ID" type="unicode" ucd="meta.id;meta.main"
 			tablehead="DID" verbLevel="1"
 			description="The Rucio DID (scope:name) this row is about."/>
 		<column name="access_url" type="text" ucd="meta.ref.url"
@@ -175,7 +175,7 @@ inline code here only calls into it. -->
 		<column name="service_def" type="text" ucd="meta.ref"
 			tablehead="Service" verbLevel="1"
 			description="Reference to the service descriptor (RESOURCE) of a #proc row."/>
-		<column name="error_message" type="text" ucd="meta.code.error"
+		<column name="error_message" type="unicode" ucd="meta.code.error"
 			tablehead="Error" verbLevel="1"
 			description="Why there is no link: a DataLink fault code and its reason."/>
 		<column name="description" type="unicode" ucd="meta.note"

@@ -44,10 +44,15 @@ def launch(
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
+            pid_path.unlink(missing_ok=True)
             raise RuntimeError(f"{name} exited ({process.returncode}):\n{_tail(log_path)}")
         if answers():
             return
         time.sleep(0.2)
+    # Do not leave a silent server behind: it would hold the port for the next try.
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    pid_path.unlink(missing_ok=True)
     raise RuntimeError(f"{name} did not answer within {timeout}s:\n{_tail(log_path)}")
 
 
@@ -136,8 +141,9 @@ class ServerProcess:
         try:
             os.kill(pid, signal.SIGTERM)
         except ProcessLookupError:
-            pass
+            return
         for _ in range(50):
-            if not self.is_running():
+            if is_gone(pid):
                 return
             time.sleep(0.1)
+        os.kill(pid, signal.SIGKILL)

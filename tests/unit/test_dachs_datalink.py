@@ -104,3 +104,9 @@ def test_soda_descriptor_is_an_adhoc_service_with_the_soda_parameters() -> None:
     assert descriptor.kind == "sync"
     assert dl.ExternalSodaDescriptor("s:f", SodaService(SODA_ASYNC, "u", None), "X").kind == (
         "async")
+
+
+def test_with_a_ranking_the_first_row_is_the_chosen_not_the_nearest() -> None:
+    rows = [d.asDict() for d in dl._link_defs(link_set(), by_distance=True, ranking=1)]
+    assert rows[0]["description"].endswith(": chosen replica (ranking=1)")
+    assert rows[1]["description"].endswith(": fallback 1")

@@ -304,3 +304,12 @@ def test_must_include_soda_without_site_information_is_transient_not_not_found()
         ["s:both"], DatalinkRequest(must_include_soda=True), located())
     assert result.fault == "TransientFault"
     assert "site information is unavailable" in result.message
+
+
+def test_refused_service_credentials_are_a_fatal_fault_for_the_operator() -> None:
+    from rucio_rd.rucio import RucioAuthError
+
+    rucio = FakeRucio(FILES, error=RucioAuthError("userpass refused: 401"))
+    [result] = resolver(rucio).resolve(["s:both"], DatalinkRequest(), located())
+    assert result.fault == "FatalFault" and "credentials" in result.message
+    assert "401" not in result.message

@@ -363,7 +363,7 @@ def test_slow_server_times_out_and_does_not_hang(fake: FakeRucio) -> None:
     started = time.monotonic()
     with pytest.raises(RucioUnavailable, match="timed out|took longer|failed"):
         rucio.list_replicas([PTF])
-    assert time.monotonic() - started < 1.5
+    assert time.monotonic() - started < 2.5  # the server would take 3 s
 
 
 def test_trickling_server_is_cut_off_at_the_deadline(fake: FakeRucio) -> None:
@@ -853,8 +853,22 @@ def test_failed_token_fetch_is_remembered_briefly_so_waiters_fail_at_once(
     tokens = UserpassTokens(fake.url, "root", "u", PASSWORD, timeout=0.5)
     with pytest.raises(RucioUnavailable):
         tokens.token()
-    started = time.monotonic()
     with pytest.raises(RucioUnavailable):
         tokens.token()
-    assert time.monotonic() - started < 0.2
-    assert len(fake.calls("/auth/userpass")) == 1
+    assert len(fake.calls("/auth/userpass")) == 1  # the second call asked nobody
+
+
+def test_failed_early_renewal_keeps_the_current_token_until_it_expires(fake: FakeRucio) -> None:
+    clock = Clock()
+    tokens = userpass(fake, clock)
+    first = tokens.token()
+    fake.route("GET", "/auth/userpass",
+               lambda seen: rucio_error(500, "DatabaseException", "database down"))
+    clock.now += 3600 - 300 + 5  # in the renewal window, still valid
+    assert tokens.token() == first
+    clock.now += 1  # within the back-off: no new attempt, still the valid token
+    assert tokens.token() == first
+    assert len(fake.calls("/auth/userpass")) == 2
+    clock.now += 400  # expired, and renewal still failing
+    with pytest.raises(RucioUnavailable):
+        tokens.token()
