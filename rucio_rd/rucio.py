@@ -821,9 +821,8 @@ def client_from_settings(settings: RucioSettings) -> RucioClient:
     elif settings.auth == "oidc":
         tokens = OIDCClientCredentialsTokens(
             need("oidc_token_url"), need("oidc_client_id"), need("oidc_client_secret"),
-            # Newer settings carry scope and audience; older ones do not.
-            scope=getattr(settings, "oidc_scope", "") or None,
-            audience=getattr(settings, "oidc_audience", "") or None,
+            scope=settings.oidc_scope or None,
+            audience=settings.oidc_audience or None,
             timeout=settings.timeout, session=session)
         account = settings.account or None
     else:

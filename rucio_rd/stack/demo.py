@@ -20,7 +20,7 @@ from rucio_rd.stack.dachs_instance import DachsInstance
 from rucio_rd.stack.process import ServerProcess
 from rucio_rd.stack.rucio_server import RucioServer
 from rucio_rd.stack.seed import seed
-from rucio_rd.stack.site_directory import SiteDirectoryProcess
+from rucio_rd.stack.site_directory import site_directory_process
 
 __all__ = ["DEMO_LAYOUT", "Layout", "Stack"]
 
@@ -66,7 +66,7 @@ class Stack:
             workdir=workdir / "rucio", port=layout.rucio_port, db_name=layout.rucio_db,
             meta_db_name=layout.meta_db,
         )
-        self.sites = SiteDirectoryProcess(workdir=workdir / "sites", port=layout.sites_port)
+        self.sites = site_directory_process(workdir=workdir / "sites", port=layout.sites_port)
         self.dachs = DachsInstance(
             root=workdir / "dachs", port=layout.dachs_port, db_name=layout.dachs_db
         )

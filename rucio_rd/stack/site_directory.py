@@ -28,7 +28,7 @@ from typing import Any
 from rucio_rd.serving import serve_until_terminated
 from rucio_rd.stack.process import ServerProcess
 
-__all__ = ["SiteDirectoryProcess", "load_directory", "make_server"]
+__all__ = ["load_directory", "make_server", "site_directory_process"]
 
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_DATA = REPO / "res" / "site-directory.json"
@@ -84,7 +84,9 @@ def serve_in_thread(data: dict[str, Any], port: int) -> ThreadingHTTPServer:
     return server
 
 
-def SiteDirectoryProcess(workdir: Path, port: int = 18200, data: Path = DEFAULT_DATA):  # noqa: N802
+def site_directory_process(
+    workdir: Path, port: int = 18200, data: Path = DEFAULT_DATA
+) -> ServerProcess:
     """The stand-in as a background process of its own (demo, integration tests)."""
     return ServerProcess("site-directory", "rucio_rd.stack.site_directory", Path(workdir), port,
                          ["--data", str(data)], probe_path="/ping")
