@@ -51,6 +51,9 @@ class MetadataSettings:
     vo: str = "def"
     # How many skipped records an import names one by one; 0 names them all.
     max_bad_records_reported: int = 20
+    # The access_url published per file: "datalink" (this DaCHS's own DataLink
+    # service, from [web] serverURL) or "metadata" (the URL in the metadata).
+    access_url: str = "datalink"
 
 
 @dataclass(frozen=True)
@@ -116,6 +119,7 @@ _TABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?")
 _CHOICES = {
     ("rucio", "auth"): ("userpass", "token_file", "oidc"),
     ("sites", "source"): ("site_directory", "file", "rucio"),
+    ("metadata", "access_url"): ("datalink", "metadata"),
 }
 
 

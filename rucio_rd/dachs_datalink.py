@@ -21,8 +21,9 @@ DaCHS internals, and it only adds a key.
 
 from __future__ import annotations
 
+import logging
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from gavo import base, rsc, svcs, utils
@@ -31,9 +32,11 @@ from gavo.protocols import datalink
 from gavo.votable import V
 
 from rucio_rd import config, links
+from rucio_rd.availability import Availability
 from rucio_rd.sites import SODA_SYNC, SodaService
 
-__all__ = ["RucioDatalinkCore", "install_client_hook"]
+__all__ = ["DachsLogHandler", "RucioDatalinkCore", "install_client_hook",
+           "install_dachs_logging"]
 
 CLIENT_KEY = "rucio_rd.client"
 DATALINK_TYPE = "application/x-votable+xml;content=datalink"
@@ -170,23 +173,79 @@ def install_client_hook() -> None:
     renderer._rucio_rd_hooked = True
 
 
-_resolver_lock = threading.Lock()
-_resolver: links.ReplicaResolver | None = None
-_settings: config.Settings | None = None
+class DachsLogHandler(logging.Handler):
+    """Sends the package's log records to DaCHS's logs (``dcInfos``, ``dcErrors``),
+    which carry timestamps; otherwise they would end in the server's stderr."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            message = f"{record.name}: {record.getMessage()}"
+            if record.levelno >= logging.ERROR:
+                base.ui.notifyError(message)
+            elif record.levelno >= logging.WARNING:
+                base.ui.notifyWarning(message)
+            else:
+                base.ui.notifyInfo(message)
+        except Exception:  # noqa: BLE001 - logging must never break a request
+            self.handleError(record)
+
+
+def install_dachs_logging() -> None:
+    """Route the ``rucio_rd`` loggers to DaCHS's logs (once per process)."""
+    logger = logging.getLogger("rucio_rd")
+    if not any(isinstance(handler, DachsLogHandler) for handler in logger.handlers):
+        logger.addHandler(DachsLogHandler())
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
+
+
+# The service's long-lived objects, built from the configuration on first use.
+# The dict is registered with DaCHS's caches, so "dachs serve reload" (SIGHUP)
+# empties it and the next request reads the configuration again.
+_shared_lock = threading.Lock()
+_shared: dict[str, Any] = {}
 
 
 def _shared_resolver(table_name: str) -> tuple[links.ReplicaResolver, config.Settings]:
-    """The process-wide resolver, built from the configuration on first use."""
-    global _resolver, _settings
-    with _resolver_lock:
-        if _resolver is None:
+    """The process-wide resolver and settings, built from the configuration on first use."""
+    with _shared_lock:
+        if "resolver" not in _shared:
             from rucio_rd import dachs_import, dependencies
 
-            _settings = dachs_import.load_dachs_settings()
-            _resolver = dependencies.make_resolver(
-                _settings, metadata_lookup=lambda dids: _table_metadata(table_name, dids)
+            settings = dachs_import.load_dachs_settings()
+            resolver = dependencies.make_resolver(
+                settings, metadata_lookup=lambda dids: _table_metadata(table_name, dids)
             )
-        return _resolver, _settings
+            _shared.update(settings=settings, resolver=resolver)
+            base.ui.notifyInfo("rucio_rd: DataLink service configured"
+                               f" (Rucio {settings.rucio.url}, sites from {settings.sites.source})")
+        return _shared["resolver"], _shared["settings"]
+
+
+base.caches.registerCache("getRucioRdShared", _shared, _shared_resolver)
+
+
+def _probe_rucio(table_name: Callable[[], str]) -> tuple[str, str]:
+    """The availability probe: the configuration, then Rucio with the service's credentials."""
+    from rucio_rd import checks
+
+    try:
+        resolver, settings = _shared_resolver(table_name())
+    except (config.ConfigError, ValueError) as exc:
+        return "misconfigured", str(exc)
+    return checks.rucio_state(settings, resolver.rucio)
+
+
+def install_availability(service: Any, table_name: Callable[[], str]) -> None:
+    """Make the service's VOSI availability ask Rucio (DaCHS's default says "true").
+
+    DaCHS takes ``available`` and ``availability_note`` from the service's
+    metadata, computing missing items with ``_meta_<key>`` methods; these are
+    set on this service only.
+    """
+    availability = Availability(lambda: _probe_rucio(table_name))
+    service._meta_available = lambda: "true" if availability.current()[0] else "false"
+    service._meta_availability_note = lambda: availability.current()[1]
 
 
 def _table_metadata(table_name: str, dids: Sequence[str]) -> dict[str, links.FileMetadata]:
@@ -283,6 +342,11 @@ class RucioDatalinkCore(datalink.DatalinkCore):
                 description=description))
         super().completeElement(ctx)
         install_client_hook()
+        install_dachs_logging()
+        if isinstance(self.parent, svcs.Service):
+            # The contract RD may be the one being loaded: name the table lazily.
+            install_availability(
+                self.parent, lambda: self.contract.getById("main").getQName())
 
     def adaptForRenderer(self, renderer: Any, queryMeta: Any) -> Any:
         if renderer.name != "dlmeta":

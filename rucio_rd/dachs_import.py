@@ -33,7 +33,11 @@ def iterate_rows() -> Iterator[dict[str, Any]]:
     records = metadata.read_metadata_table(
         settings.metadata.dsn, settings.metadata.table, settings.metadata.vo
     )
-    yield from metadata.rows_from_records(records, report)
+    access_url_for = None
+    if settings.metadata.access_url == "datalink":
+        server_url = base.getConfig("web", "serverURL")
+        access_url_for = lambda did: metadata.datalink_access_url(server_url, did)  # noqa: E731
+    yield from metadata.rows_from_records(records, report, access_url_for)
     for bad in report.bad_records:
         base.ui.notifyWarning(f"rucio_rd: skipped {bad.did}: {bad.reason}")
     if report.skipped > len(report.bad_records):

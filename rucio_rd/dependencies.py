@@ -23,7 +23,7 @@ from rucio_rd.sites import (
     load_site_file,
 )
 
-__all__ = ["make_resolver", "make_site_source"]
+__all__ = ["make_resolver", "make_site_source", "site_fetcher"]
 
 
 def _from_rucio(client: RucioClient) -> Callable[[], SiteCatalogue]:
@@ -35,16 +35,19 @@ def _from_rucio(client: RucioClient) -> Callable[[], SiteCatalogue]:
     return fetch
 
 
-def make_site_source(settings: Settings, rucio: RucioClient) -> CachedSiteSource:
-    """The site information source named by ``[sites] source``, behind a TTL cache."""
+def site_fetcher(settings: Settings, rucio: RucioClient) -> Callable[[], SiteCatalogue]:
+    """One uncached read of the site information source named by ``[sites] source``."""
     sites = settings.sites
     if sites.source == "file":
-        fetch = lambda: load_site_file(sites.file)  # noqa: E731
-    elif sites.source == "rucio":
-        fetch = _from_rucio(rucio)
-    else:
-        fetch = SiteDirectoryClient(sites.url, timeout=sites.timeout).fetch
-    return CachedSiteSource(fetch, ttl=sites.ttl)
+        return lambda: load_site_file(sites.file)
+    if sites.source == "rucio":
+        return _from_rucio(rucio)
+    return SiteDirectoryClient(sites.url, timeout=sites.timeout).fetch
+
+
+def make_site_source(settings: Settings, rucio: RucioClient) -> CachedSiteSource:
+    """The site information source named by ``[sites] source``, behind a TTL cache."""
+    return CachedSiteSource(site_fetcher(settings, rucio), ttl=settings.sites.ttl)
 
 
 def make_resolver(

@@ -1,19 +1,29 @@
-"""Deploy rucio_rd into a DaCHS instance: the operator's one command (``bin/deploy``).
+"""Deploy rucio_rd into a DaCHS instance: the operator's one command (``rucio-rd deploy``).
 
 Which instance is DaCHS's own business: the usual ``GAVOSETTINGS`` (and
-``GAVOCUSTOM``) environment picks it, as for any ``dachs`` command.  The steps:
+``GAVOCUSTOM``) environment picks it, as for any ``dachs`` command.
 
-1. link this project's ``inputs/rucio`` into DaCHS's inputsDir (so the RD
-   ``rucio/rucio`` gives the notebook's ``/rucio/rucio/cone/scs.xml``);
-2. put the plugin configuration at ``<rootDir>/etc/rucio_rd.toml`` (the file
-   given, else the template if there is none yet) and validate it;
-3. check that Rucio's metadata table can be read;
-4. ``dachs imp //obscore`` (once), ``dachs imp rucio/rucio``, ``dachs pub``,
-   ``dachs val``.
+A deploy cannot half-fail.  It first checks everything it can without
+changing anything (:func:`preflight`: DaCHS's authority, the configuration,
+the secret files as DaCHS's server user sees them, the GeoIP database,
+Rucio's metadata table, Rucio and the service's credentials, the RD link
+place) and stops there if anything fails.  Then it changes things in an
+order that keeps service running, undoing its own changes if a step fails:
 
-Every step can be repeated: a second run changes nothing but re-importing.
-DaCHS must run on an interpreter that can import ``rucio_rd`` (this project's
-virtual environment: ``bin/dachs``).
+1. link this package's ``inputs/rucio`` into DaCHS's inputsDir (the RD
+   ``rucio/rucio``, the notebook's ``/rucio/rucio/cone/scs.xml``), and give
+   DaCHS the UAT terms the RD names if its vocabulary cache has none (hosts
+   without internet); ``dachs val rucio/rucio``;
+2. install the configuration at ``<rootDir>/etc/rucio_rd.toml``, mode 0640 in
+   DaCHS's group, replacing the old one in one step;
+3. ``dachs imp //obscore`` (once), ``dachs pub rucio/rucio``,
+   ``dachs imp rucio/rucio`` (one transaction: the published rows stay as they
+   were until it commits, and stay if it fails).
+
+A failure after step 1 restores the previous link and configuration.  Every
+step can be repeated: a second run re-imports and changes nothing else.  A
+running server keeps serving throughout; it picks up a new configuration on
+``dachs serve reload`` and new code on a restart.
 """
 
 from __future__ import annotations
@@ -21,26 +31,40 @@ from __future__ import annotations
 import argparse
 import grp
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
-from rucio_rd import config
+from rucio_rd import checks, config, resources
 
-__all__ = ["DeployError", "deploy", "link_inputs"]
+__all__ = ["DeployError", "deploy", "install_config", "link_inputs", "preflight",
+           "seed_vocabulary_cache"]
 
-REPO = Path(__file__).resolve().parents[1]
-RD_DIR = REPO / "inputs" / "rucio"
-CONFIG_TEMPLATE = REPO / "res" / "rucio_rd.toml.example"
+DACHS_COMMAND = "/usr/bin/dachs"
+UAT_CACHE_NAME = "http:=2F=2Fwww.ivoa.net=2Frdf=2Fuat"
 
 
 class DeployError(RuntimeError):
     """A deployment step failed; the message says which and how to fix it."""
 
 
-def link_inputs(inputs_dir: Path, source: Path = RD_DIR) -> Path:
+# --- the RD link -----------------------------------------------------------------------
+
+
+def link_inputs(inputs_dir: Path, source: Path | None = None) -> Path:
     """Make ``<inputs_dir>/rucio`` a link to ``source``; refuse to replace a real directory."""
-    return _link(Path(inputs_dir) / "rucio", source)
+    return _link(Path(inputs_dir) / "rucio", source or resources.rd_dir())
+
+
+def _link_blocker(target: Path) -> str | None:
+    """Why ``target`` cannot become our link, or None."""
+    if target.exists() and not target.is_symlink():
+        return (f"{target} exists and is not a link; move it away to deploy rucio_rd"
+                " (a copy of the RD there would shadow the installed one)")
+    return None
 
 
 def _link(target: Path, source: Path) -> Path:
@@ -49,133 +73,210 @@ def _link(target: Path, source: Path) -> Path:
             return target
         target.unlink()
     elif target.exists():
-        raise DeployError(
-            f"{target} exists and is not a link to {source}; move it away to deploy rucio_rd"
-        )
+        raise DeployError(_link_blocker(target))
     target.parent.mkdir(parents=True, exist_ok=True)
     target.symlink_to(source.resolve(), target_is_directory=source.is_dir())
     return target
 
 
+def _undo_link(target: Path) -> Callable[[], None]:
+    """What puts ``target`` back the way it is now."""
+    previous = os.readlink(target) if target.is_symlink() else None
+
+    def undo() -> None:
+        if target.is_symlink():
+            target.unlink()
+        if previous is not None:
+            target.symlink_to(previous)
+
+    return undo
+
+
+# --- the configuration -----------------------------------------------------------------
+
+
+def _chosen_config(target: Path, given: Path | None) -> Path:
+    if given is not None:
+        return Path(given)
+    if target.exists():
+        return target
+    return resources.config_template()
+
+
 def install_config(etc_dir: Path, given: Path | None, group: str | None = None) -> Path:
     """Place and validate the plugin configuration; return its path.
 
-    The file is mode 0640; with ``group`` (DaCHS's ``[general] group``, whose
-    members run the server) it belongs to that group so the server can read it.
+    The file replaces the old one in one step (a reader never sees half a
+    file) and is mode 0640, in ``group`` (DaCHS's ``[general] group``, whose
+    members run the server) so the server can read it.  An invalid file
+    raises :class:`~rucio_rd.config.ConfigError` before anything is written.
     """
     target = Path(etc_dir) / config.CONFIG_FILE_NAME
-    source = None
-    if given is not None:
-        config.load_settings(given)
-        if Path(given).resolve() != target.resolve():
-            source = Path(given)
-    elif not target.exists():
-        source = CONFIG_TEMPLATE
-    if source is not None:  # a file we write; one the operator keeps keeps its mode
-        target.parent.mkdir(parents=True, exist_ok=True)
-        _write_private(target, Path(source).read_bytes())
+    source = _chosen_config(target, given)
+    config.load_settings(source)
+    if source.resolve() == target.resolve():
+        return target  # a file the operator keeps there keeps its mode
+    target.parent.mkdir(parents=True, exist_ok=True)
+    descriptor, scratch = tempfile.mkstemp(prefix=".rucio_rd.", dir=target.parent)
+    try:
+        with os.fdopen(descriptor, "wb") as sink:  # mkstemp makes it 0600
+            sink.write(source.read_bytes())
+        os.chmod(scratch, 0o640)
         if group:
-            try:
-                os.chown(target, -1, grp.getgrnam(group).gr_gid)
-            except KeyError:
-                pass  # no such group here: the server runs as the file's owner
-            except PermissionError:
-                print(f"  note: could not give {target} to group {group}: the DaCHS server"
-                      " may not be able to read it (run bin/deploy as root or as its owner)",
-                      file=sys.stderr)
-    config.load_settings(target)
+            _give_to_group(Path(scratch), group, target)
+        os.replace(scratch, target)
+    except BaseException:
+        Path(scratch).unlink(missing_ok=True)
+        raise
     return target
 
 
-def _write_private(target: Path, content: bytes) -> None:
-    """Write ``target`` mode 0640 from the start: it may hold a password."""
-    if target.exists():
-        target.chmod(0o640)
-    descriptor = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
-    with os.fdopen(descriptor, "wb") as sink:
-        sink.write(content)
-    target.chmod(0o640)  # whatever the umask made of it
-
-
-def server_interpreter_warning(python: str = "/usr/bin/python3") -> str | None:
-    """A warning when Debian's dachs service (on ``python``) could not import rucio_rd."""
-    if not Path(python).exists() or Path(python).resolve() == Path(sys.executable).resolve():
-        return None
-    result = subprocess.run([python, "-c", "import rucio_rd"], capture_output=True)
-    if result.returncode == 0:
-        return None
-    return (
-        f"{python} (Debian's dachs service) cannot import rucio_rd; run the server with"
-        " bin/dachs serve, or see the README (Running under Debian's dachs service)"
-    )
-
-
-def check_metadata_source(settings: config.Settings) -> int:
-    """Count the records in Rucio's metadata table, or fail saying why it cannot be read."""
-    import psycopg2
-    from psycopg2 import sql
-
+def _give_to_group(path: Path, group: str, shown: Path) -> None:
     try:
-        connection = psycopg2.connect(settings.metadata.dsn, connect_timeout=10)
-    except psycopg2.Error as exc:
-        raise DeployError(
-            f"cannot connect to the metadata database ([metadata] dsn): {exc}".strip()
-        ) from None
-    try:
-        with connection.cursor() as cursor:
-            cursor.execute(
-                sql.SQL("SELECT count(*) FROM {}").format(
-                    sql.Identifier(*settings.metadata.table.split("."))
-                )
-            )
-            return cursor.fetchone()[0]
-    except psycopg2.Error as exc:
-        raise DeployError(
-            f"cannot read [metadata] table = {settings.metadata.table!r}: {exc}".strip()
-        ) from None
-    finally:
-        connection.close()
+        os.chown(path, -1, grp.getgrnam(group).gr_gid)
+    except KeyError:
+        pass  # no such group here: the server runs as the file's owner
+    except PermissionError:
+        print(f"  note: could not give {shown} to group {group}: the DaCHS server may not be"
+              " able to read it (run rucio-rd deploy as root or as its owner)", file=sys.stderr)
 
 
-def _dachs(*args: str) -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "gavo.user.cli", *args], capture_output=True, text=True
-    )
+def _undo_config(target: Path) -> Callable[[], None]:
+    """What puts the configuration back the way it is now (content, mode, group)."""
+    if not target.exists():
+        return lambda: target.unlink(missing_ok=True)
+    content, info = target.read_bytes(), target.stat()
+
+    def undo() -> None:
+        target.write_bytes(content)
+        os.chmod(target, info.st_mode & 0o7777)
+        try:
+            os.chown(target, info.st_uid, info.st_gid)
+        except PermissionError:
+            pass
+
+    return undo
+
+
+# --- DaCHS -----------------------------------------------------------------------------
+
+
+def seed_vocabulary_cache(cache_dir: Path) -> bool:
+    """Give DaCHS the UAT terms the RD uses where its cache has no UAT; True if written.
+
+    DaCHS fetches http://www.ivoa.net/rdf/uat into its cacheDir to check the
+    RD's subjects (``dachs val``, ``dachs pub``); on a host without internet
+    that fails.  The seed holds only the real UAT concepts the RD names and
+    is old enough that DaCHS replaces it by a real download where it can.
+    """
+    cached = Path(cache_dir) / UAT_CACHE_NAME
+    if cached.exists():
+        return False
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(resources.uat_seed(), cached)
+    cached.chmod(0o664)
+    os.utime(cached, (0, 0))
+    return True
+
+
+def _dachs(*args: str) -> str:
+    """Run Debian's dachs (never through ``python -m``: the current directory must not
+    decide which rucio_rd DaCHS imports)."""
+    command = DACHS_COMMAND if Path(DACHS_COMMAND).exists() else shutil.which("dachs")
+    if command is None:
+        raise DeployError("no dachs command: install Debian's gavodachs2-server")
+    result = subprocess.run([command, *args], capture_output=True, text=True, cwd="/")
+    output = result.stdout + result.stderr
     if result.returncode != 0:
-        raise DeployError(f"dachs {' '.join(args)} failed:\n{result.stdout}{result.stderr}")
-    for line in (result.stdout + result.stderr).splitlines():
-        if "rucio_rd:" in line or "Rows affected" in line:
-            print(f"  {line.strip()}")
+        raise DeployError(f"dachs {' '.join(args)} failed:\n{output.strip()}")
+    return output
 
 
-def deploy(config_file: Path | None = None, import_data: bool = True) -> None:
+def _obscore_missing() -> bool:
     from gavo import base
 
-    root = Path(base.getConfig("rootDir"))
-    print(f"DaCHS instance at {root}")
-    print(f"  linked {link_inputs(Path(base.getConfig('inputsDir')))}")
-    config_path = install_config(root / "etc", config_file, base.getConfig("group"))
-    print(f"  configuration {config_path}")
-    settings = config.load_settings(config_path)
-    print(f"  metadata table has {check_metadata_source(settings)} records")
-    if not import_data:
-        return
-    _dachs("imp", "//obscore")
-    _dachs("imp", "rucio/rucio")
-    _dachs("pub", "rucio/rucio")
-    _dachs("val", "rucio/rucio")
-    print("  imported, published and validated rucio/rucio")
-    warning = server_interpreter_warning()
-    if warning:
-        print(f"  note: {warning}")
+    with base.getTableConn() as connection:
+        return not list(connection.query("SELECT to_regclass('ivoa._obscoresources')"))[0][0]
+
+
+# --- the deploy ------------------------------------------------------------------------
+
+
+def preflight(setup: checks.DachsSetup, config_path: Path) -> list[checks.Outcome]:
+    """Everything a deploy needs, checked without changing anything."""
+    outcomes = [checks.check_authority(setup.authority)]
+    blocker = _link_blocker(setup.inputs_dir / "rucio")
+    outcomes.append(checks.Outcome("resource descriptor", checks.FAIL, blocker) if blocker
+                    else checks.Outcome("resource descriptor", checks.OK,
+                                        f"{setup.inputs_dir / 'rucio'} -> {resources.rd_dir()}"))
+    outcome, settings = checks.check_configuration(config_path)
+    if settings is None and config_path.resolve() == resources.config_template().resolve():
+        outcome = checks.Outcome(outcome.name, checks.FAIL, (
+            f"{outcome.message}. No configuration is installed yet: copy"
+            f" {config_path}, fill in [metadata] and [rucio], and give it with --config"))
+    outcomes.append(outcome)
+    if settings is None:
+        return outcomes
+    outcomes += checks.check_secret_files(settings, setup.server_account())
+    outcomes.append(checks.check_geoip(settings))
+    outcomes.append(checks.check_metadata(settings))
+    outcomes.append(checks.check_rucio(settings))
+    overrides = sorted(name for name in os.environ
+                       if name.startswith(config.ENV_PREFIX) and name != config.CONFIG_ENV)
+    if overrides:
+        outcomes.append(checks.Outcome("environment", checks.WARN, (
+            f"{', '.join(overrides)} set here: the DaCHS server needs the same environment"
+            " (e.g. systemctl edit dachs, Environment=...)")))
+    return outcomes
+
+
+def deploy(config_file: Path | None = None, import_data: bool = True,
+           setup: checks.DachsSetup | None = None) -> None:
+    setup = setup or checks.DachsSetup.from_dachs()
+    print(f"DaCHS instance at {setup.root_dir}")
+    target = setup.config_path
+    outcomes = preflight(setup, _chosen_config(target, config_file))
+    for outcome in outcomes:
+        print(f"  {outcome.line()}")
+    if checks.failed(outcomes):
+        raise DeployError("nothing was changed: fix what failed above and run rucio-rd"
+                          " deploy again")
+    link = setup.inputs_dir / "rucio"
+    undo = [_undo_link(link), _undo_config(target)]
+    try:
+        print(f"  linked {link_inputs(setup.inputs_dir)}")
+        if seed_vocabulary_cache(setup.cache_dir):
+            print(f"  seeded DaCHS's vocabulary cache with the UAT terms of the RD"
+                  f" ({setup.cache_dir / UAT_CACHE_NAME})")
+        _dachs("val", checks.RD_ID)
+        print(f"  configuration {install_config(target.parent, config_file, setup.group)}")
+        if import_data:
+            if _obscore_missing():
+                _dachs("imp", "//obscore")
+            _dachs("pub", checks.RD_ID)
+            for line in _dachs("imp", checks.RD_ID).splitlines():
+                if "rucio_rd:" in line or "Rows affected" in line:
+                    print(f"  {line.strip()}")
+            print("  validated, published and imported rucio/rucio")
+    except BaseException:
+        for step in reversed(undo):
+            step()
+        print("  the previous link and configuration are back; the published table is as"
+              " it was", file=sys.stderr)
+        raise
+    interpreter = checks.check_server_interpreter()
+    if interpreter.status != checks.OK:
+        print(f"  {interpreter.line()}")
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Deploy rucio_rd into a DaCHS instance.")
+    parser = argparse.ArgumentParser(
+        prog="rucio-rd deploy", description="Deploy rucio_rd into a DaCHS instance"
+        " (GAVOSETTINGS picks it); changes nothing unless every check passes.")
     parser.add_argument("--config", type=Path, help="plugin configuration (TOML) to install")
     parser.add_argument(
-        "--no-import", action="store_true", help="link and configure only; do not import"
-    )
+        "--no-import", action="store_true",
+        help="link, validate and configure only; do not import or publish")
     args = parser.parse_args(argv)
     try:
         deploy(args.config, import_data=not args.no_import)

@@ -6,7 +6,9 @@ client and each replica's site.  This module turns an IP address into a
 any ``.mmdb`` with the same record shape) and measures distances on a sphere.
 
 The default database is the GeoLite2 City file that the PyPI package
-``maxminddb-geolite2`` ships.  It was built in July 2018, so newer address
+``maxminddb-geolite2`` ships (installed by Debian's package
+``rucio-rd-geolite2`` under ``/usr/share/rucio-rd/geoip``).  It was built in
+July 2018, so newer address
 allocations are missing or misplaced; an operator should point
 :class:`GeoLocator` at a current database.
 
@@ -28,12 +30,14 @@ import ipaddress
 import math
 import os
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import geoip2.database
 import geoip2.errors
 import maxminddb
+
+from rucio_rd.resources import EMBEDDED_GEOIP_DATABASE
 
 __all__ = [
     "EARTH_RADIUS_KM",
@@ -119,31 +123,39 @@ def great_circle_km(a: Position, b: Position) -> float:
 
 
 def embedded_database_path() -> str:
-    """The GeoLite2 City ``.mmdb`` shipped by the ``maxminddb-geolite2`` package.
+    """The embedded GeoLite2 City ``.mmdb`` (built 2018-07-03).
+
+    Debian's package ``rucio-rd-geolite2`` installs it as
+    :data:`rucio_rd.resources.EMBEDDED_GEOIP_DATABASE`; where that package is
+    absent (a pip installation), the copy inside the PyPI package
+    ``maxminddb-geolite2`` is used.
 
     Returns
     -------
     str
-        The absolute path of the file inside the installed package.
+        The absolute path of the file.
 
     Raises
     ------
     LookupError
-        If the package is not installed or its database file is missing;
-        install ``maxminddb-geolite2`` or configure a database path.
+        If neither is installed; install ``rucio-rd-geolite2`` (or
+        ``maxminddb-geolite2``) or configure a database path.
     """
+    if EMBEDDED_GEOIP_DATABASE.is_file():
+        return str(EMBEDDED_GEOIP_DATABASE)
     try:
         from _maxminddb_geolite2 import geolite2_database
-    except ImportError as exc:
+    except ImportError:
         raise LookupError(
-            "the embedded GeoLite2 City database needs the package maxminddb-geolite2; "
-            "install it or configure the path of a City .mmdb"
-        ) from exc
+            f"the embedded GeoLite2 City database is missing: install the Debian package"
+            f" rucio-rd-geolite2 (it provides {EMBEDDED_GEOIP_DATABASE}) or the PyPI package"
+            " maxminddb-geolite2, or set [geoip] database to a City .mmdb"
+        ) from None
     path = geolite2_database()
     if not os.path.isfile(path):
         raise LookupError(
             f"maxminddb-geolite2 is installed but {path} is missing; reinstall it "
-            "or configure the path of a City .mmdb"
+            "or set [geoip] database to a City .mmdb"
         )
     return path
 
@@ -255,11 +267,14 @@ class GeoLocator:
         return self._path
 
     @property
+    def build_date(self) -> date:
+        """The day the database was built (UTC)."""
+        return datetime.fromtimestamp(self._reader.metadata().build_epoch, UTC).date()
+
+    @property
     def description(self) -> str:
         """The database type and build date, e.g. "GeoLite2-City built 2018-07-03"."""
-        metadata = self._reader.metadata()
-        built = datetime.fromtimestamp(metadata.build_epoch, UTC).date().isoformat()
-        return f"{metadata.database_type} built {built}"
+        return f"{self._reader.metadata().database_type} built {self.build_date.isoformat()}"
 
     def locate(self, address: str) -> Position:
         """The position of an IP address.

@@ -15,18 +15,24 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import quote
 
 __all__ = [
+    "DATALINK_PATH",
     "BadRecord",
     "ImportReport",
+    "datalink_access_url",
     "ROW_COLUMNS",
     "read_metadata_table",
     "row_from_record",
     "rows_from_records",
 ]
+
+#: Where the RD rucio/rucio serves its DataLink service on a DaCHS server.
+DATALINK_PATH = "/rucio/rucio/dl/dlmeta"
 
 # Columns of the published table filled from a record, in table order.
 ROW_COLUMNS = (
@@ -153,12 +159,25 @@ def _parse_data(data: Any) -> dict[str, Any]:
     return data
 
 
-def row_from_record(scope: str, name: str, data: Any) -> tuple[dict[str, Any], int]:
+def datalink_access_url(server_url: str, did: str) -> str:
+    """This server's DataLink URL for ``did``: ``<server>/rucio/rucio/dl/dlmeta?id=<did>``.
+
+    The DID is percent-encoded except for its colon, so that the notebook's
+    ``url.split('?id=')[1].split('&')[0].split(':')`` still finds scope and name.
+    """
+    return f"{server_url.rstrip('/')}{DATALINK_PATH}?id={quote(did, safe=':')}"
+
+
+def row_from_record(
+    scope: str, name: str, data: Any, access_url_for: Callable[[str], str] | None = None
+) -> tuple[dict[str, Any], int]:
     """Build a table row from one metadata record.
 
     Returns the row and the number of optional fields that were present but
     unusable (they are left NULL).  Raises :class:`BadRecordError` when the
-    record cannot be published at all.
+    record cannot be published at all.  The metadata's ``access_url`` marks a
+    record for publication; with ``access_url_for`` (DID to URL) the row
+    carries that function's URL instead of the metadata's.
     """
     if not scope or not name:
         raise BadRecordError("empty scope or name")
@@ -185,7 +204,7 @@ def row_from_record(scope: str, name: str, data: Any) -> tuple[dict[str, Any], i
     dropped = 0
     row: dict[str, Any] = dict.fromkeys(ROW_COLUMNS)
     row.update(did=f"{scope}:{name}", scope=scope, name=name, s_ra=ra, s_dec=dec)
-    row["access_url"] = access_url
+    row["access_url"] = access_url if access_url_for is None else access_url_for(row["did"])
     for key in _OPTIONAL_TEXT:
         try:
             row[key] = _text(meta.get(key))
@@ -219,13 +238,15 @@ def row_from_record(scope: str, name: str, data: Any) -> tuple[dict[str, Any], i
 
 
 def rows_from_records(
-    records: Iterable[tuple[str, str, Any]], report: ImportReport
+    records: Iterable[tuple[str, str, Any]],
+    report: ImportReport,
+    access_url_for: Callable[[str], str] | None = None,
 ) -> Iterator[dict[str, Any]]:
     """Yield a row for every usable ``(scope, name, data)``; count the rest in report."""
     for scope, name, data in records:
         report.read += 1
         try:
-            row, dropped = row_from_record(scope, name, data)
+            row, dropped = row_from_record(scope, name, data, access_url_for)
         except BadRecordError as exc:
             report.skip(f"{scope}:{name}", str(exc))
             continue

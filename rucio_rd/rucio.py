@@ -744,6 +744,19 @@ class RucioClient:
         entries = _parse_stream(resp.content, f"GET {self.url}/rses/")
         return [entry["rse"] for entry in entries if isinstance(entry.get("rse"), str)]
 
+    def whoami(self) -> dict[str, Any]:
+        """The account the service's token belongs to (``GET /accounts/whoami``).
+
+        Fetches a token first if there is none, so it is the way to try the
+        credentials: :class:`RucioAuthError` when they are refused.  Returns
+        the account's ``account`` name and ``status`` only.
+        """
+        payload = self._json(self._request("GET", "/accounts/whoami"))
+        if not isinstance(payload, dict) or not isinstance(payload.get("account"), str):
+            raise RucioUnavailable(f"GET {self.url}/accounts/whoami answered something that"
+                                   " is not an account")
+        return {"account": payload["account"], "status": payload.get("status")}
+
     def ping(self) -> dict[str, Any]:
         """Rucio's ``GET /ping`` answer, e.g. ``{"version": "41.5.1"}`` (needs no token)."""
         what = f"GET {self.url}/ping"

@@ -2,9 +2,11 @@
 
 The demo and the integration tests never touch a system DaCHS: they make an
 instance with ``GAVOSETTINGS=<root>/gavo.rc`` and ``GAVOCUSTOM=/invalid``,
-initialise it with ``dachs init`` on a database of its own, and run DaCHS from
-the project's virtual environment (so that ``rucio_rd`` is importable by the
-server).  Nothing here knows about Rucio.
+initialise it with ``dachs init`` on a database of its own, and run it exactly
+as Debian's ``dachs.service`` does: Debian's ``/usr/bin/dachs serve start``
+on ``/usr/bin/python3``, which drops to DaCHS's user (``gavo``) when started
+as root and imports the installed Debian package ``python3-rucio-rd``.  So the
+instance's root must be reachable by that user.  Nothing here knows about Rucio.
 """
 
 from __future__ import annotations
@@ -12,7 +14,6 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -22,12 +23,11 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from rucio_rd.stack.process import is_gone, launch, owned_pid
+from rucio_rd.stack.process import is_gone, owned_pid
 
 __all__ = ["DachsError", "DachsInstance"]
 
 REPO = Path(__file__).resolve().parents[2]
-UAT_SEED = REPO / "res" / "vocabularies" / "uat-offline-subset.desise"
 
 
 class DachsError(RuntimeError):
@@ -58,7 +58,7 @@ class DachsInstance:
     port: int = 8080
     db_name: str = "rucio_rd_dachs"
     host: str = "localhost"
-    python: Path = REPO / ".venv" / "bin" / "python"
+    executable: Path = Path("/usr/bin/dachs")
 
     def __post_init__(self) -> None:
         self.root = Path(self.root).resolve()
@@ -75,11 +75,13 @@ class DachsInstance:
 
     @property
     def pid_path(self) -> Path:
-        return self.root / "serve.pid"
+        """Where ``dachs serve start`` notes the server's pid (its stateDir)."""
+        return self.root / "state" / "web.pid"
 
     @property
     def log_path(self) -> Path:
-        return self.root / "serve.log"
+        """The server's standard error (DaCHS's own logs are beside it)."""
+        return self.root / "logs" / "server.stderr"
 
     @property
     def plugin_config(self) -> Path:
@@ -92,7 +94,7 @@ class DachsInstance:
         return env
 
     def command(self, *args: str) -> list[str]:
-        return [str(self.python), "-m", "gavo.user.cli", *args]
+        return [str(self.executable), *args]
 
     def dachs(self, *args: str, check: bool = True, timeout: float = 600) -> str:
         """Run a dachs command in this instance; return its output."""
@@ -124,26 +126,9 @@ class DachsInstance:
         self.write_settings()
         if not _database_exists(self.db_name):
             subprocess.run(["createdb", self.db_name], check=True)
-        self.seed_vocabulary_cache()
         if not _dachs_initialised(self.db_name):
             self.dachs("init", "-d", f"dbname={self.db_name}")
             self.dachs("imp", "//obscore")
-
-    def seed_vocabulary_cache(self) -> None:
-        """Give DaCHS the UAT terms the RD uses when it cannot download the UAT.
-
-        DaCHS fetches http://www.ivoa.net/rdf/uat into its cacheDir to check
-        subjects (``dachs val``); these machines have no internet.  The seed
-        holds only the real UAT concepts our RD names, and is written only
-        where no copy is cached: DaCHS refreshes it when it can.
-        """
-        cache = self.root / "cache"
-        cache.mkdir(parents=True, exist_ok=True)
-        cached = cache / "http:=2F=2Fwww.ivoa.net=2Frdf=2Fuat"
-        if not cached.exists():
-            shutil.copyfile(UAT_SEED, cached)
-            # Old enough that DaCHS tries a real download first where it can.
-            os.utime(cached, (0, 0))
 
     def drop(self) -> None:
         """Remove the instance's database (its files are the caller's to remove)."""
@@ -158,7 +143,7 @@ class DachsInstance:
             return False
 
     def _own_pid(self) -> int | None:
-        return owned_pid(self.pid_path, ("gavo.user.cli", "serve"),
+        return owned_pid(self.pid_path, ("dachs", "serve"),
                          (f"GAVOSETTINGS={self.settings_file}",))
 
     def is_running(self) -> bool:
@@ -166,7 +151,7 @@ class DachsInstance:
         return self._own_pid() is not None and self._answers()
 
     def start(self, timeout: float = 60) -> None:
-        """Serve in the background (``dachs serve debug``) until the root page answers."""
+        """``dachs serve start`` (a daemon, as DaCHS's user) until the root page answers."""
         if self.is_running():
             return
         if self._answers():
@@ -174,28 +159,40 @@ class DachsInstance:
                 f"port {self.port} already answers, but not this instance's DaCHS"
                 f" ({self.root}); stop that server (a system DaCHS: systemctl stop dachs)"
             )
-        try:
-            launch("dachs serve", self.command("serve", "debug"), self.log_path, self.pid_path,
-                   self._answers, timeout, env=self.env())
-        except RuntimeError as exc:
-            raise DachsError(f"{exc}\n(log: {self.log_path})") from None
+        self.stop()  # a stale pid file would make "serve start" refuse
+        self.dachs("serve", "start", timeout=timeout)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._own_pid() is not None and self._answers():
+                return
+            time.sleep(0.2)
+        tail = "\n".join(self.log_path.read_text(errors="replace").splitlines()[-30:]) \
+            if self.log_path.exists() else "(no log)"
+        self.stop()
+        raise DachsError(f"dachs serve start: no answer within {timeout} s:\n{tail}\n"
+                         f"(logs: {self.log_path.parent})")
+
+    def reload(self) -> None:
+        """``dachs serve reload``: the server re-reads its configuration, keeps serving."""
+        self.dachs("serve", "reload")
 
     def stop(self) -> None:
         pid = self._own_pid()
         if pid is None:
             self.pid_path.unlink(missing_ok=True)
             return
-        try:
-            os.killpg(pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
-        else:
+        self.dachs("serve", "stop", check=False, timeout=30)
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            if is_gone(pid):
+                break
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                break
             for _ in range(100):
                 if is_gone(pid):
                     break
                 time.sleep(0.1)
-            else:
-                os.killpg(pid, signal.SIGKILL)
         self.pid_path.unlink(missing_ok=True)
 
 

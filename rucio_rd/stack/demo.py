@@ -9,13 +9,16 @@ idempotent: what already runs is reused.
 from __future__ import annotations
 
 import argparse
+import grp
 import json
+import os
 import subprocess
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from rucio_rd.metadata import DATALINK_PATH
 from rucio_rd.stack.dachs_instance import DachsInstance
 from rucio_rd.stack.process import ServerProcess
 from rucio_rd.stack.rucio_server import RucioServer
@@ -25,7 +28,23 @@ from rucio_rd.stack.site_directory import site_directory_process
 __all__ = ["DEMO_LAYOUT", "Layout", "Stack"]
 
 REPO = Path(__file__).resolve().parents[2]
-DATALINK_PATH = "/rucio/rucio/dl/dlmeta"
+# The operator's command of the installed Debian package python3-rucio-rd.
+RUCIO_RD_COMMAND = "/usr/bin/rucio-rd"
+SERVER_GROUP = "gavo"  # DaCHS's [general] group: the server runs in it
+
+
+def write_server_secret(path: Path, secret: str, group: str = SERVER_GROUP) -> Path:
+    """A secret file that DaCHS's server (in ``group``) can read and others cannot."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w") as sink:
+        sink.write(secret)
+    try:
+        os.chown(path, -1, grp.getgrnam(group).gr_gid)
+        path.chmod(0o640)
+    except (KeyError, PermissionError):
+        pass  # no such group, or not root: the server runs as us
+    return path
 CONE_PATH = "/rucio/rucio/cone/scs.xml"
 
 
@@ -93,10 +112,8 @@ class Stack:
         path = self.plugin_config_source
         path.parent.mkdir(parents=True, exist_ok=True)
         credentials = self.rucio.credentials()
-        password_file = path.parent / "rucio-password"
-        password_file.touch(mode=0o600)
-        password_file.chmod(0o600)
-        password_file.write_text(credentials["password"])
+        password_file = write_server_secret(path.parent / "rucio-password",
+                                            credentials["password"])
         sections = {
             "metadata": {"dsn": self.rucio.meta_dsn(), "table": "dids"},
             "rucio": {
@@ -118,11 +135,10 @@ class Stack:
         return path
 
     def deploy(self) -> str:
-        """Run bin/deploy's code against this stack's DaCHS instance; return its output."""
+        """Run the installed ``rucio-rd deploy`` against this stack's DaCHS; return its output."""
         result = subprocess.run(
-            [str(self.dachs.python), "-m", "rucio_rd.deploy", "--config",
-             str(self.write_plugin_config())],
-            env=self.dachs.env(), capture_output=True, text=True, cwd=REPO,
+            [RUCIO_RD_COMMAND, "deploy", "--config", str(self.write_plugin_config())],
+            env=self.dachs.env(), capture_output=True, text=True,
         )
         if result.returncode != 0:
             raise RuntimeError(f"deploy failed:\n{result.stdout}{result.stderr}")

@@ -1,23 +1,38 @@
 """The integration stack: a real Rucio server, the site-directory stand-in and a
 private DaCHS instance, on ports and databases of their own (never the demo's,
 never a system DaCHS), brought up once per test session from empty databases.
+
+DaCHS runs as Debian's dachs.service runs it (``/usr/bin/dachs serve start``,
+as the user ``gavo``), so the stack lives in a directory that user can reach
+(pytest's own temporary directories are closed to other users).
 """
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
+from rucio_rd.stack.debian import source_digest
 from rucio_rd.stack.demo import Layout, Stack
 
 TEST_PORTS = {"rucio_port": 18191, "sites_port": 18291, "dachs_port": 18080, "legacy_port": 18391}
+BUILD_STAMP = Path("/usr/share/rucio-rd/BUILD")
 
 
 @pytest.fixture(scope="session")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+def stack() -> Iterator[Stack]:
+    installed = BUILD_STAMP.read_text().strip() if BUILD_STAMP.is_file() else None
+    if installed != source_digest():
+        pytest.fail("the installed python3-rucio-rd is not this checkout's: run bin/install"
+                    " (bin/test does) so that DaCHS runs the code under test")
+    workdir = Path(tempfile.mkdtemp(prefix="rucio_rd-it-", dir="/var/tmp"))
+    workdir.chmod(0o755)
     layout = Layout(
-        workdir=tmp_path_factory.mktemp("stack"),
+        workdir=workdir,
         rucio_db="rucio_rd_it_rucio",
         meta_db="rucio_rd_it_meta",
         dachs_db="rucio_rd_it_dachs",
@@ -31,3 +46,4 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         yield stack
     finally:
         stack.down()
+        shutil.rmtree(workdir, ignore_errors=True)

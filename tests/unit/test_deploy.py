@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from rucio_rd import config, deploy
+from rucio_rd import config, resources
 from rucio_rd.config import ConfigError
 from rucio_rd.deploy import DeployError, install_config, link_inputs
 
@@ -117,10 +117,11 @@ def test_real_file_is_refused_with_deploy_error(tmp_path: Path, source: Path) ->
     assert (inputs / "rucio").read_text() == "a file"
 
 
-def test_default_source_is_the_projects_rd_directory() -> None:
-    assert deploy.RD_DIR.name == "rucio"
-    assert (deploy.RD_DIR / "rucio.rd").is_file()
-    assert deploy.CONFIG_TEMPLATE.is_file()
+def test_default_source_is_the_checkouts_rd_directory(tmp_path: Path) -> None:
+    link = link_inputs(tmp_path / "inputs")
+    assert link.resolve() == resources.rd_dir().resolve()
+    assert (link / "rucio.rd").is_file()
+    assert resources.config_template().is_file()
 
 
 # --- install_config -------------------------------------------------------------------
@@ -130,7 +131,7 @@ def test_template_is_copied_when_there_is_no_config(tmp_path: Path) -> None:
     etc = tmp_path / "etc"
     target = install_config(etc, None)
     assert target == etc / "rucio_rd.toml"
-    assert target.read_bytes() == deploy.CONFIG_TEMPLATE.read_bytes()
+    assert target.read_bytes() == resources.config_template().read_bytes()
     assert mode(target) == 0o640
 
 
