@@ -202,7 +202,8 @@ def _obscore_missing() -> bool:
 # --- the deploy ------------------------------------------------------------------------
 
 
-def preflight(setup: checks.DachsSetup, config_path: Path) -> list[checks.Outcome]:
+def preflight(setup: checks.DachsSetup, config_path: Path,
+              try_rucio: bool = True) -> list[checks.Outcome]:
     """Everything a deploy needs, checked without changing anything."""
     outcomes = [checks.check_authority(setup.authority)]
     blocker = _link_blocker(setup.inputs_dir / "rucio")
@@ -220,7 +221,12 @@ def preflight(setup: checks.DachsSetup, config_path: Path) -> list[checks.Outcom
     outcomes += checks.check_secret_files(settings, setup.server_account())
     outcomes.append(checks.check_geoip(settings))
     outcomes.append(checks.check_metadata(settings))
-    outcomes.append(checks.check_rucio(settings))
+    if try_rucio:
+        outcomes.append(checks.check_rucio(settings))
+    else:
+        outcomes.append(checks.Outcome("Rucio", checks.WARN, (
+            "not tried (--skip-rucio): the DataLink service answers with faults until"
+            f" {settings.rucio.url} accepts its credentials")))
     overrides = sorted(name for name in os.environ
                        if name.startswith(config.ENV_PREFIX) and name != config.CONFIG_ENV)
     if overrides:
@@ -231,11 +237,11 @@ def preflight(setup: checks.DachsSetup, config_path: Path) -> list[checks.Outcom
 
 
 def deploy(config_file: Path | None = None, import_data: bool = True,
-           setup: checks.DachsSetup | None = None) -> None:
+           setup: checks.DachsSetup | None = None, try_rucio: bool = True) -> None:
     setup = setup or checks.DachsSetup.from_dachs()
     print(f"DaCHS instance at {setup.root_dir}")
     target = setup.config_path
-    outcomes = preflight(setup, _chosen_config(target, config_file))
+    outcomes = preflight(setup, _chosen_config(target, config_file), try_rucio)
     for outcome in outcomes:
         print(f"  {outcome.line()}")
     if checks.failed(outcomes):
@@ -277,9 +283,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--no-import", action="store_true",
         help="link, validate and configure only; do not import or publish")
+    parser.add_argument(
+        "--skip-rucio", action="store_true",
+        help="do not try Rucio and the service's credentials (a host that publishes the"
+        " table only, or Rucio deliberately down); the DataLink service fails until it can")
     args = parser.parse_args(argv)
     try:
-        deploy(args.config, import_data=not args.no_import)
+        deploy(args.config, import_data=not args.no_import, try_rucio=not args.skip_rucio)
     except (DeployError, config.ConfigError) as exc:
         print(f"deploy failed: {exc}", file=sys.stderr)
         return 1

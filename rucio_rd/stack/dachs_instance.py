@@ -84,6 +84,11 @@ class DachsInstance:
         return self.root / "logs" / "server.stderr"
 
     @property
+    def info_log_path(self) -> Path:
+        """DaCHS's timestamped log of infos and warnings (the plugin's lines go here)."""
+        return self.root / "logs" / "dcInfos"
+
+    @property
     def plugin_config(self) -> Path:
         return self.root / "etc" / "rucio_rd.toml"
 

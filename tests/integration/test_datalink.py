@@ -8,6 +8,7 @@ are the clients.
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import time
@@ -362,16 +363,20 @@ def test_no_secret_in_responses_or_logs(stack: Stack) -> None:
 
 def test_site_directory_down_serves_the_last_good_copy(stack: Stack) -> None:
     fetch(stack, WALLABY, client_ip_address=RAL)  # the cache has a copy
-    log_before = stack.dachs.log_path.stat().st_size
+    log_before = stack.dachs.info_log_path.stat().st_size
     stack.sites.stop()
     try:
         time.sleep(1.5)  # past the stack's 1 s TTL: the next request tries to refresh
         results = fetch(stack, WALLABY, client_ip_address=RAL, must_include_soda="True")
         assert this_urls(results)[0] == NOTEBOOK_URL  # positions and SODA from the old copy
         assert results.get_adhocservice_by_ivoid(SODA_SYNC) is not None
-        with open(stack.dachs.log_path, errors="replace") as log:
+        with open(stack.dachs.info_log_path, errors="replace") as log:
             log.seek(log_before)
-            assert "serving the copy" in log.read()
+            # in DaCHS's own log, under a timestamped line
+            assert re.search(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ \[WARNING \d+\] "
+                             r"(While handling .*\n)?"
+                             r"rucio_rd\.sites: site information could not be refreshed"
+                             r".*serving the copy", log.read(), re.MULTILINE)
     finally:
         stack.sites.start()
 

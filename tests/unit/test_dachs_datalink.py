@@ -110,3 +110,40 @@ def test_with_a_ranking_the_first_row_is_the_chosen_not_the_nearest() -> None:
     rows = [d.asDict() for d in dl._link_defs(link_set(), by_distance=True, ranking=1)]
     assert rows[0]["description"].endswith(": chosen replica (ranking=1)")
     assert rows[1]["description"].endswith(": fallback 1")
+
+
+# --- the package's log records reach DaCHS's logs -----------------------------------------
+
+
+def test_log_records_go_to_dachs_notifications_by_level(monkeypatch: pytest.MonkeyPatch) -> None:
+    import logging
+
+    seen = []
+    for level in ("Info", "Warning", "Error"):
+        monkeypatch.setattr(base.ui, f"notify{level}",
+                            lambda message, level=level: seen.append((level, message)))
+    logger = logging.getLogger("rucio_rd.test_logging")
+    dl.install_dachs_logging()
+    dl.install_dachs_logging()  # a second call adds no second handler
+    try:
+        logger.info("token renewed for %s", "root")
+        logger.warning("site directory down")
+        logger.error("misconfigured")
+        logger.debug("not shown")
+    finally:
+        parent = logging.getLogger("rucio_rd")
+        for handler in [h for h in parent.handlers if isinstance(h, dl.DachsLogHandler)]:
+            parent.removeHandler(handler)
+        parent.propagate = True
+        parent.setLevel(logging.NOTSET)
+    assert seen == [
+        ("Info", "rucio_rd.test_logging: token renewed for root"),
+        ("Warning", "rucio_rd.test_logging: site directory down"),
+        ("Error", "rucio_rd.test_logging: misconfigured"),
+    ]
+
+
+def test_reload_empties_the_shared_service_objects() -> None:
+    dl._shared["resolver"] = object()
+    base.caches.clearCaches()  # what "dachs serve reload" (SIGHUP) does
+    assert "resolver" not in dl._shared

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from rucio_rd import config, resources
+from rucio_rd import checks, config, deploy, resources
 from rucio_rd.config import ConfigError
 from rucio_rd.deploy import DeployError, install_config, link_inputs
 
@@ -239,3 +239,69 @@ def test_written_config_belongs_to_the_servers_group(tmp_path: Path) -> None:
 
 def test_unknown_group_is_no_error(tmp_path: Path) -> None:
     assert install_config(tmp_path / "etc", None, "no-such-group-here").exists()
+
+
+# --- preflight: nothing changes unless everything passes -------------------------------
+
+
+def dachs_setup(root: Path, authority: str = "data.example.org") -> checks.DachsSetup:
+    return checks.DachsSetup(
+        root_dir=root, inputs_dir=root / "inputs", cache_dir=root / "cache",
+        server_user="", group="", authority=authority, server_url="http://localhost:8080")
+
+
+def snapshot(root: Path) -> dict[str, bytes | str]:
+    return {str(path.relative_to(root)): (os.readlink(path) if path.is_symlink()
+                                          else path.read_bytes() if path.is_file() else "dir")
+            for path in sorted(root.rglob("*"))}
+
+
+def test_unregistered_authority_fails_preflight_and_changes_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    root = tmp_path / "dachs"
+    (root / "etc").mkdir(parents=True)
+    (root / "etc" / "rucio_rd.toml").write_text(GOOD_CONFIG)
+    before = snapshot(root)
+    with pytest.raises(DeployError, match="nothing was changed"):
+        deploy.deploy(None, setup=dachs_setup(root, authority="x-unregistered"))
+    assert "FAIL  DaCHS authority: [ivoa] authority is 'x-unregistered'" in capsys.readouterr().out
+    assert snapshot(root) == before
+
+
+def test_a_real_directory_in_place_of_the_link_fails_preflight(tmp_path: Path) -> None:
+    setup = dachs_setup(tmp_path)
+    (tmp_path / "inputs" / "rucio").mkdir(parents=True)
+    outcomes = deploy.preflight(setup, tmp_path / "bad.toml")
+    [blocked] = [outcome for outcome in outcomes if outcome.name == "resource descriptor"]
+    assert blocked.status == checks.FAIL and "move it away" in blocked.message
+
+
+def test_first_deploy_with_the_template_says_to_give_a_configuration(tmp_path: Path) -> None:
+    outcomes = deploy.preflight(dachs_setup(tmp_path), resources.config_template())
+    [configuration] = [outcome for outcome in outcomes if outcome.name == "configuration"]
+    assert configuration.status == checks.FAIL
+    assert "give it with --config" in configuration.message
+
+
+def test_bad_given_configuration_fails_preflight_and_installs_nothing(tmp_path: Path) -> None:
+    given = tmp_path / "bad.toml"
+    given.write_text('[rucio]\npasword = "typo"\n')
+    root = tmp_path / "dachs"
+    root.mkdir()
+    with pytest.raises(DeployError, match="nothing was changed"):
+        deploy.deploy(given, setup=dachs_setup(root))
+    assert snapshot(root) == {}
+
+
+# --- the vocabulary seed ----------------------------------------------------------------
+
+
+def test_vocabulary_cache_is_seeded_once_and_old(tmp_path: Path) -> None:
+    assert deploy.seed_vocabulary_cache(tmp_path / "cache") is True
+    cached = tmp_path / "cache" / deploy.UAT_CACHE_NAME
+    assert cached.read_bytes() == resources.uat_seed().read_bytes()
+    assert cached.stat().st_mtime == 0  # DaCHS refreshes it where it can download
+    cached.write_text("a real download")
+    assert deploy.seed_vocabulary_cache(tmp_path / "cache") is False
+    assert cached.read_text() == "a real download"

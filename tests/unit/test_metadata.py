@@ -12,6 +12,7 @@ from rucio_rd.metadata import (
     BadRecord,
     BadRecordError,
     ImportReport,
+    datalink_access_url,
     row_from_record,
     rows_from_records,
 )
@@ -493,3 +494,34 @@ def test_deeply_nested_json_is_skipped() -> None:
     report = ImportReport()
     assert list(rows_from_records([("s", "a", text)], report)) == []
     assert report.skipped == 1
+
+
+# --- the published access_url ---------------------------------------------------------
+
+
+def test_datalink_access_url_is_this_servers_dlmeta_with_the_notebooks_id() -> None:
+    url = datalink_access_url("https://vo.example.org/", "sp3531_soda:cube 1&2#3.fits")
+    assert url == ("https://vo.example.org/rucio/rucio/dl/dlmeta"
+                   "?id=sp3531_soda:cube%201%262%233.fits")
+    # the notebook's own parsing of the URL still finds scope and name
+    did = url.split("?id=")[1].split("&")[0]
+    assert did.split(":") == ["sp3531_soda", "cube%201%262%233.fits"]
+
+
+def test_access_url_for_replaces_the_metadatas_url() -> None:
+    row, _ = row_from_record(
+        "scope", "file.fits", record(),
+        access_url_for=lambda did: datalink_access_url("http://here:8080", did))
+    assert row["access_url"] == "http://here:8080/rucio/rucio/dl/dlmeta?id=scope:file.fits"
+
+
+def test_access_url_for_still_needs_an_access_url_in_the_metadata() -> None:
+    with pytest.raises(BadRecordError, match="no access_url"):
+        row_from_record("scope", "file.fits", record(access_url=None),
+                        access_url_for=lambda did: "http://here/" + did)
+
+
+def test_rows_from_records_passes_access_url_for_through() -> None:
+    rows = list(rows_from_records([("s", "a.fits", record())], ImportReport(),
+                                  access_url_for=lambda did: "dl:" + did))
+    assert [row["access_url"] for row in rows] == ["dl:s:a.fits"]
