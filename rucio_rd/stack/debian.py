@@ -279,14 +279,18 @@ def main(argv: list[str] | None = None) -> int:
     ensure = sub.add_parser("ensure", help="build and install what is missing or stale")
     ensure.add_argument("--workdir", type=Path, default=REPO / ".stack" / "debian")
     ensure.add_argument("--pip", type=Path, default=REPO / ".venv" / "bin" / "pip")
-    build = sub.add_parser("build", help="build the plugin package only")
-    build.add_argument("--outdir", type=Path, default=REPO / ".stack" / "debian" / "debs")
+    build = sub.add_parser("build", help="build both packages into --outdir, install nothing")
+    build.add_argument("--outdir", type=Path, default=REPO / "dist")
+    build.add_argument("--workdir", type=Path, default=REPO / ".stack" / "debian")
+    build.add_argument("--pip", type=Path, default=REPO / ".venv" / "bin" / "pip")
     sub.add_parser("current", help="exit 0 when the installed plugin package is current")
     args = parser.parse_args(argv)
     if args.action == "ensure":
         ensure_installed(args.workdir, args.pip, log=lambda m: print(f"[install] {m}"))
     elif args.action == "build":
         print(build_plugin_package(args.outdir))
+        sdist = _fetch_geolite_sdist(args.workdir / "cache", args.pip)
+        print(build_geolite_package(sdist, args.outdir))
     else:
         have = BUILD_STAMP.read_text().strip() if BUILD_STAMP.is_file() else None
         return 0 if have == source_digest() else 1

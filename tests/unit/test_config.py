@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from pathlib import Path
 
 import pytest
@@ -482,3 +484,22 @@ def test_find_config_file_ignores_directory_named_like_the_file(
     monkeypatch.delenv("RUCIO_RD_CONFIG", raising=False)
     (tmp_path / "etc" / "rucio_rd.toml").mkdir(parents=True)
     assert find_config_file(tmp_path) is None
+
+
+# --- every key is documented ----------------------------------------------------------
+
+
+def test_every_key_is_in_the_template_and_the_readme_reference() -> None:
+    from dataclasses import fields
+
+    from rucio_rd import resources
+    from rucio_rd.config import _SECTIONS
+
+    template = resources.config_template().read_text()
+    readme = (resources.data_dir() / "README.md").read_text()
+    for section, cls in _SECTIONS.items():
+        assert f"[{section}]" in template
+        for key in fields(cls):
+            if key.name not in ("password", "oidc_client_secret"):  # never in a file
+                assert re.search(rf"^{key.name} = ", template, re.MULTILINE), key.name
+            assert f"| `[{section}] {key.name}` |" in readme, f"[{section}] {key.name}"
