@@ -61,7 +61,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", action="store_true")
     args = parser.parse_args(argv)
 
-    workdir = Path(tempfile.mkdtemp(prefix="rucio_rd_bench_"))
+    workdir = Path(tempfile.mkdtemp(prefix="rucio_rd_bench_", dir="/var/tmp"))
+    workdir.chmod(0o755)  # DaCHS's server runs as gavo
     stack = Stack(Layout(
         workdir=workdir, rucio_port=18193, sites_port=18293, dachs_port=18082,
         legacy_port=18393, rucio_db="rucio_rd_bench_rucio", meta_db="rucio_rd_bench_meta",

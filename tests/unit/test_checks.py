@@ -20,13 +20,6 @@ from rucio_rd.sites import SODA_SYNC, Site, SiteCatalogue, SodaService
 SERVER = ServerAccount("gavo", uid=64000, gids=frozenset({64000}), group="gavo")
 
 
-@pytest.fixture(autouse=True)
-def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in list(os.environ):
-        if name.startswith(config.ENV_PREFIX):
-            monkeypatch.delenv(name)
-
-
 @pytest.fixture
 def open_dir() -> Path:
     """A directory every user can reach (pytest's own are closed to other users)."""

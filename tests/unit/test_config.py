@@ -494,8 +494,8 @@ def test_every_key_is_in_the_template_and_the_readme_reference() -> None:
     from rucio_rd import resources
     from rucio_rd.config import _SECTIONS
 
-    template = resources.config_template().read_text()
-    readme = (resources.data_dir() / "README.md").read_text()
+    template = resources.config_template().read_text(encoding="utf-8")
+    readme = (resources.data_dir() / "README.md").read_text(encoding="utf-8")
     for section, cls in _SECTIONS.items():
         assert f"[{section}]" in template
         for key in fields(cls):

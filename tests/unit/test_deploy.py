@@ -15,14 +15,6 @@ from rucio_rd.deploy import DeployError, install_config, link_inputs
 GOOD_CONFIG = '[rucio]\naccount = "operator"\n'
 
 
-@pytest.fixture(autouse=True)
-def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    """install_config validates against os.environ: keep RUCIO_RD_* of the shell out."""
-    for name in list(os.environ):
-        if name.startswith(config.ENV_PREFIX):
-            monkeypatch.delenv(name)
-
-
 @pytest.fixture
 def source(tmp_path: Path) -> Path:
     directory = tmp_path / "project" / "inputs" / "rucio"
