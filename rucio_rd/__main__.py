@@ -32,9 +32,14 @@ def check(argv: list[str]) -> int:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     commands = {"check": check, "deploy": _deploy}
+    usage = ("usage: rucio-rd {check,deploy} [options]   (rucio-rd <command> --help)\n"
+             "  check   check the deployment in the DaCHS instance GAVOSETTINGS names\n"
+             "  deploy  deploy into it (checks everything before changing anything)")
+    if argv and argv[0] in ("-h", "--help"):
+        print(usage)
+        return 0
     if not argv or argv[0] not in commands:
-        print("usage: rucio-rd {check,deploy} [options]   (rucio-rd <command> --help)",
-              file=sys.stderr)
+        print(usage, file=sys.stderr)
         return 2
     return commands[argv[0]](argv[1:])
 

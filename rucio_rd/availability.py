@@ -18,16 +18,22 @@ import threading
 import time
 from collections.abc import Callable
 
-__all__ = ["Availability", "PUBLIC_NOTES"]
+from rucio_rd.checks import RUCIO_REFUSES, RUCIO_UNREACHABLE, RUCIO_USABLE
+
+__all__ = ["MISCONFIGURED", "PUBLIC_NOTES", "Availability"]
 
 log = logging.getLogger("rucio_rd.availability")
 
-#: What the availability note says per state of :func:`rucio_rd.checks.rucio_state`.
+#: The state of a service whose configuration cannot be used.
+MISCONFIGURED = "misconfigured"
+
+#: What the availability note says per state (those of :func:`rucio_rd.checks.rucio_state`
+#: and :data:`MISCONFIGURED`); only the first means available.
 PUBLIC_NOTES = {
-    "usable": "Rucio answers and accepts this service's credentials.",
-    "refuses": "Rucio refuses this service's credentials; the operator has been told.",
-    "unreachable": "Rucio cannot be reached at the moment.",
-    "misconfigured": "The service is misconfigured; the operator has been told.",
+    RUCIO_USABLE: "Rucio answers and accepts this service's credentials.",
+    RUCIO_REFUSES: "Rucio refuses this service's credentials; the operator has been told.",
+    RUCIO_UNREACHABLE: "Rucio cannot be reached at the moment.",
+    MISCONFIGURED: "The service is misconfigured; the operator has been told.",
 }
 
 
@@ -61,11 +67,11 @@ class Availability:
                 try:
                     state, detail = self._probe()
                 except Exception as exc:  # noqa: BLE001 - an unexpected failure is "down"
-                    state, detail = "unreachable", f"{type(exc).__name__}: {exc}"
+                    state, detail = RUCIO_UNREACHABLE, f"{type(exc).__name__}: {exc}"
                 if state not in PUBLIC_NOTES:
-                    state, detail = "unreachable", f"unknown state {state!r}: {detail}"
-                if state != "usable":
+                    state, detail = RUCIO_UNREACHABLE, f"unknown state {state!r}: {detail}"
+                if state != RUCIO_USABLE:
                     log.warning("DataLink service unavailable: %s", detail)
-                self._answer = (state == "usable", PUBLIC_NOTES[state])
+                self._answer = (state == RUCIO_USABLE, PUBLIC_NOTES[state])
                 self._probed_at = self._clock()
             return self._answer

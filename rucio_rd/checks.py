@@ -22,6 +22,7 @@ import subprocess
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from enum import StrEnum
 from pathlib import Path
 
 from rucio_rd import config, resources
@@ -29,10 +30,16 @@ from rucio_rd import config, resources
 __all__ = [
     "FAIL",
     "OK",
+    "RD_ID",
+    "RUCIO_REFUSES",
+    "RUCIO_UNREACHABLE",
+    "RUCIO_USABLE",
     "WARN",
     "DachsSetup",
     "Outcome",
     "ServerAccount",
+    "Status",
+    "all_checks",
     "check_authority",
     "check_configuration",
     "check_geoip",
@@ -40,15 +47,26 @@ __all__ = [
     "check_published",
     "check_rd_link",
     "check_rucio",
-    "rucio_state",
     "check_secret_files",
     "check_server_interpreter",
     "check_sites",
+    "dachs_query",
     "failed",
     "readable_by",
+    "redacted_dsn",
+    "rucio_state",
 ]
 
-OK, WARN, FAIL = "ok", "warn", "FAIL"
+
+class Status(StrEnum):
+    """How a check came out; only FAIL makes ``rucio-rd check`` exit 1."""
+
+    OK = "ok"
+    WARN = "warn"
+    FAIL = "FAIL"
+
+
+OK, WARN, FAIL = Status.OK, Status.WARN, Status.FAIL
 
 #: DaCHS's default authority, which ``dachs pub`` refuses.
 UNREGISTERED_AUTHORITY = "x-unregistered"
@@ -61,7 +79,7 @@ class Outcome:
     """The result of one check: its name, ``ok``/``warn``/``FAIL`` and what to say."""
 
     name: str
-    status: str
+    status: Status
     message: str
 
     def line(self) -> str:
@@ -152,6 +170,7 @@ class DachsSetup:
     root_dir: Path
     inputs_dir: Path
     cache_dir: Path
+    state_dir: Path
     server_user: str
     group: str
     authority: str
@@ -170,11 +189,27 @@ class DachsSetup:
             root_dir=Path(base.getConfig("rootDir")),
             inputs_dir=Path(base.getConfig("inputsDir")),
             cache_dir=Path(base.getConfig("cacheDir")),
+            state_dir=Path(base.getConfig("stateDir")),
             server_user=base.getConfig("web", "user") or "",
             group=base.getConfig("group") or "",
             authority=base.getConfig("ivoa", "authority") or "",
             server_url=base.getConfig("web", "serverURL") or "",
         )
+
+    def running_server(self) -> int | None:
+        """The pid of this instance's running ``dachs serve``, from its pid file, or None.
+
+        A pid file can outlive its server (and its pid be reused): only a live
+        process whose command line is DaCHS's server counts.
+        """
+        try:
+            pid = int((self.state_dir / "web.pid").read_text().strip())
+            command = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except (OSError, ValueError):
+            return None
+        if any(part.endswith(b"dachs") for part in command) and b"serve" in command:
+            return pid
+        return None
 
     def server_account(self) -> ServerAccount | None:
         """The server's account, or None when DaCHS runs as whoever starts it."""
@@ -192,8 +227,9 @@ class DachsSetup:
 def check_authority(authority: str) -> Outcome:
     """DaCHS's ``[ivoa] authority`` is set to something ``dachs pub`` accepts."""
     if not authority or authority == UNREGISTERED_AUTHORITY:
+        shown = repr(authority) if authority else "empty"
         return Outcome("DaCHS authority", FAIL, (
-            f"[ivoa] authority is {authority or 'empty'!r}, which 'dachs pub' refuses; set"
+            f"[ivoa] authority is {shown}, which 'dachs pub' refuses; set"
             " it in DaCHS's settings (/etc/gavo.rc, or the file GAVOSETTINGS names), e.g."
             " '[ivoa]' then 'authority: data.example.org' (your own domain), then run"
             " 'dachs init' once more"))
@@ -218,13 +254,23 @@ def check_configuration(path: Path | None) -> tuple[Outcome, config.Settings | N
 
 
 def _secret_files(settings: config.Settings) -> list[tuple[str, str]]:
+    """The ``(key, path)`` of the secret files the configured auth method uses."""
     rucio = settings.rucio
-    named = [("password_file", rucio.password_file)]
-    if rucio.auth == "oidc":
-        named.append(("oidc_client_secret_file", rucio.oidc_client_secret_file))
-    if rucio.auth == "token_file":
-        named.append(("token_file", rucio.token_file))
-    return [(key, value) for key, value in named if value]
+    keys = config.AUTH_SECRET_FILES[rucio.auth]
+    return [(key, getattr(rucio, key)) for key in keys if getattr(rucio, key)]
+
+
+def _readable_by_others(info: os.stat_result, account: ServerAccount | None) -> str | None:
+    """Who else than root, the owner and the server can read a file, and the way out."""
+    mode = stat.filemode(info.st_mode)
+    if info.st_mode & stat.S_IROTH:
+        return f"every user (mode {mode}); chmod o-rwx it"
+    allowed = {0} | (account.gids if account is not None else set())
+    if info.st_mode & stat.S_IRGRP and info.st_gid not in allowed:
+        group = _group_name(info.st_gid)
+        fix = f"chgrp {account.group} it" if account is not None else "chmod g-rwx it"
+        return f"the group {group} (mode {mode}); {fix}"
+    return None
 
 
 def check_secret_files(
@@ -251,14 +297,13 @@ def check_secret_files(
                     f" e.g. chgrp {account.group} {path} && chmod 640 {path}")))
                 continue
         try:
-            mode = path.stat().st_mode
+            info = path.stat()
         except OSError as exc:
             outcomes.append(Outcome(name, FAIL, f"{path} cannot be read ({exc.strerror})"))
             continue
-        if mode & stat.S_IROTH:
-            outcomes.append(Outcome(name, FAIL, (
-                f"{path} is readable by every user (mode {stat.filemode(mode)});"
-                f" chmod o-rwx {path}")))
+        others = _readable_by_others(info, account)
+        if others:
+            outcomes.append(Outcome(name, FAIL, f"{path} is readable by {others}"))
             continue
         who = f"readable by {account.user}" if account is not None else "readable"
         outcomes.append(Outcome(name, OK, f"{path} is {who} and not by others"))
@@ -307,8 +352,7 @@ def check_sites(
     rucio_rses: Callable[[], list[str]] | None = None,
 ) -> list[Outcome]:
     """The site source answers; what it knows; which of Rucio's RSEs no site places."""
-    where = {"site_directory": settings.sites.url, "file": settings.sites.file,
-             "rucio": "Rucio's RSE attributes"}[settings.sites.source]
+    where = settings.sites.where()
     name = f"sites ({settings.sites.source})"
     try:
         catalogue = fetch()
@@ -358,6 +402,19 @@ def check_geoip(settings: config.Settings, today: datetime | None = None) -> Out
     return Outcome(name, OK, description)
 
 
+def redacted_dsn(dsn: str) -> str:
+    """A libpq connection string (key=value or URI) fit to show: no password in it."""
+    from psycopg2.extensions import make_dsn, parse_dsn
+
+    try:
+        parts = parse_dsn(dsn)
+    except Exception:  # noqa: BLE001 - an unparseable DSN may still hold a password
+        return "(a connection string that libpq cannot parse)"
+    if "password" in parts:
+        parts["password"] = "***"
+    return make_dsn(**parts)
+
+
 def check_metadata(settings: config.Settings) -> Outcome:
     """Rucio's metadata table can be read (as the user running this); its record count."""
     import psycopg2
@@ -369,7 +426,8 @@ def check_metadata(settings: config.Settings) -> Outcome:
         connection = psycopg2.connect(meta.dsn, connect_timeout=10)
     except psycopg2.Error as exc:
         return Outcome(name, FAIL, (
-            f"cannot connect to [metadata] dsn = {meta.dsn!r}: {str(exc).strip()}"))
+            f"cannot connect to [metadata] dsn = {redacted_dsn(meta.dsn)!r}:"
+            f" {str(exc).strip()}"))
     try:
         with connection.cursor() as cursor:
             cursor.execute(sql.SQL("SELECT count(*) FILTER (WHERE vo = %s), count(*) FROM {}")

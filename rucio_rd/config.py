@@ -87,6 +87,12 @@ class SiteSettings:
     ttl: float = 300.0
     timeout: float = 5.0
 
+    def where(self) -> str:
+        """The source in words, for messages: its URL, its file, or Rucio."""
+        return {"site_directory": self.url or "(no [sites] url)",
+                "file": self.file or "(no [sites] file)",
+                "rucio": "Rucio's RSE attributes"}[self.source]
+
 
 @dataclass(frozen=True)
 class GeoIPSettings:
@@ -116,9 +122,18 @@ SECRET_KEYS = ("password", "oidc_client_secret")
 
 _TABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?")
 
+#: Per ``[rucio] auth``, the keys naming files that hold its secrets.
+AUTH_SECRET_FILES = {
+    "userpass": ("password_file",),
+    "token_file": ("token_file",),
+    "oidc": ("oidc_client_secret_file",),
+}
+#: The ``[sites] source`` choices (rucio_rd.dependencies has a fetcher for each).
+SITE_SOURCES = ("site_directory", "file", "rucio")
+
 _CHOICES = {
-    ("rucio", "auth"): ("userpass", "token_file", "oidc"),
-    ("sites", "source"): ("site_directory", "file", "rucio"),
+    ("rucio", "auth"): tuple(AUTH_SECRET_FILES),
+    ("sites", "source"): SITE_SOURCES,
     ("metadata", "access_url"): ("datalink", "metadata"),
 }
 

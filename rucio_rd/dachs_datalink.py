@@ -32,11 +32,11 @@ from gavo.protocols import datalink
 from gavo.votable import V
 
 from rucio_rd import config, links
-from rucio_rd.availability import Availability
+from rucio_rd.availability import MISCONFIGURED, Availability
 from rucio_rd.sites import SODA_SYNC, SodaService
 
-__all__ = ["DachsLogHandler", "RucioDatalinkCore", "install_client_hook",
-           "install_dachs_logging"]
+__all__ = ["DachsLogHandler", "RucioDatalinkCore", "install_availability",
+           "install_client_hook", "install_dachs_logging"]
 
 CLIENT_KEY = "rucio_rd.client"
 DATALINK_TYPE = "application/x-votable+xml;content=datalink"
@@ -232,7 +232,7 @@ def _probe_rucio(table_name: Callable[[], str]) -> tuple[str, str]:
     try:
         resolver, settings = _shared_resolver(table_name())
     except (config.ConfigError, ValueError) as exc:
-        return "misconfigured", str(exc)
+        return MISCONFIGURED, str(exc)
     return checks.rucio_state(settings, resolver.rucio)
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 
-from rucio_rd.config import Settings
+from rucio_rd.config import Settings, SiteSettings
 from rucio_rd.geo import GeoLocator
 from rucio_rd.links import FileMetadata, ReplicaResolver
 from rucio_rd.rucio import RucioClient, client_from_settings
@@ -23,7 +23,7 @@ from rucio_rd.sites import (
     load_site_file,
 )
 
-__all__ = ["make_resolver", "make_site_source", "site_fetcher"]
+__all__ = ["SITE_FETCHERS", "make_resolver", "make_site_source", "site_fetcher"]
 
 
 def _from_rucio(client: RucioClient) -> Callable[[], SiteCatalogue]:
@@ -35,14 +35,19 @@ def _from_rucio(client: RucioClient) -> Callable[[], SiteCatalogue]:
     return fetch
 
 
+# One entry per [sites] source (config.SITE_SOURCES): settings and Rucio client in,
+# a function reading the source once out.
+SITE_FETCHERS: dict[str, Callable[[SiteSettings, RucioClient], Callable[[], SiteCatalogue]]] = {
+    "site_directory": lambda sites, rucio: SiteDirectoryClient(
+        sites.url, timeout=sites.timeout).fetch,
+    "file": lambda sites, rucio: lambda: load_site_file(sites.file),
+    "rucio": lambda sites, rucio: _from_rucio(rucio),
+}
+
+
 def site_fetcher(settings: Settings, rucio: RucioClient) -> Callable[[], SiteCatalogue]:
     """One uncached read of the site information source named by ``[sites] source``."""
-    sites = settings.sites
-    if sites.source == "file":
-        return lambda: load_site_file(sites.file)
-    if sites.source == "rucio":
-        return _from_rucio(rucio)
-    return SiteDirectoryClient(sites.url, timeout=sites.timeout).fetch
+    return SITE_FETCHERS[settings.sites.source](settings.sites, rucio)
 
 
 def make_site_source(settings: Settings, rucio: RucioClient) -> CachedSiteSource:

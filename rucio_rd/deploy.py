@@ -16,14 +16,17 @@ order that keeps service running, undoing its own changes if a step fails:
    without internet); ``dachs val rucio/rucio``;
 2. install the configuration at ``<rootDir>/etc/rucio_rd.toml``, mode 0640 in
    DaCHS's group, replacing the old one in one step;
-3. ``dachs imp //obscore`` (once), ``dachs pub rucio/rucio``,
-   ``dachs imp rucio/rucio`` (one transaction: the published rows stay as they
-   were until it commits, and stay if it fails).
+3. ``dachs imp //obscore`` (once), ``dachs imp rucio/rucio`` (one
+   transaction: the published rows stay as they were until it commits, and
+   stay if it fails);
+4. ``dachs pub rucio/rucio``, and ``dachs serve reload`` when a server of
+   this instance runs (so that it reads the new configuration).
 
-A failure after step 1 restores the previous link and configuration.  Every
-step can be repeated: a second run re-imports and changes nothing else.  A
-running server keeps serving throughout; it picks up a new configuration on
-``dachs serve reload`` and new code on a restart.
+A failure before the import commits restores the previous link and
+configuration, and nothing is published that was not.  Every step can be
+repeated: a second run re-imports and changes nothing else.  A running server
+keeps answering throughout (queries on the table wait for the import's
+commit); new code needs a restart.
 """
 
 from __future__ import annotations
@@ -185,7 +188,9 @@ def _dachs(*args: str) -> str:
     command = DACHS_COMMAND if Path(DACHS_COMMAND).exists() else shutil.which("dachs")
     if command is None:
         raise DeployError("no dachs command: install Debian's gavodachs2-server")
-    result = subprocess.run([command, *args], capture_output=True, text=True, cwd="/")
+    # DaCHS's output may name records in any script: never let decoding fail.
+    result = subprocess.run([command, *args], capture_output=True, text=True, cwd="/",
+                            encoding="utf-8", errors="replace")
     output = result.stdout + result.stderr
     if result.returncode != 0:
         raise DeployError(f"dachs {' '.join(args)} failed:\n{output.strip()}")
@@ -218,7 +223,9 @@ def preflight(setup: checks.DachsSetup, config_path: Path,
     outcomes.append(outcome)
     if settings is None:
         return outcomes
-    outcomes += checks.check_secret_files(settings, setup.server_account())
+    # A configuration kept where it is keeps its mode: it is held to the secrets' rule.
+    kept = config_path if config_path.resolve() == setup.config_path.resolve() else None
+    outcomes += checks.check_secret_files(settings, setup.server_account(), kept)
     outcomes.append(checks.check_geoip(settings))
     outcomes.append(checks.check_metadata(settings))
     if try_rucio:
@@ -238,6 +245,12 @@ def preflight(setup: checks.DachsSetup, config_path: Path,
 
 def deploy(config_file: Path | None = None, import_data: bool = True,
            setup: checks.DachsSetup | None = None, try_rucio: bool = True) -> None:
+    """Deploy into the DaCHS instance ``setup`` describes (DaCHS's own by default).
+
+    ``config_file`` is installed as the configuration (else the installed one
+    is kept).  Raises :class:`DeployError` saying what failed and in what
+    state it left the instance.
+    """
     setup = setup or checks.DachsSetup.from_dachs()
     print(f"DaCHS instance at {setup.root_dir}")
     target = setup.config_path
@@ -255,24 +268,46 @@ def deploy(config_file: Path | None = None, import_data: bool = True,
             print(f"  seeded DaCHS's vocabulary cache with the UAT terms of the RD"
                   f" ({setup.cache_dir / UAT_CACHE_NAME})")
         _dachs("val", checks.RD_ID)
-        print(f"  configuration {install_config(target.parent, config_file, setup.group)}")
+        print(f"  validated {checks.RD_ID}; configuration"
+              f" {install_config(target.parent, config_file, setup.group)}")
+        imported = None
         if import_data:
             if _obscore_missing():
                 _dachs("imp", "//obscore")
-            _dachs("pub", checks.RD_ID)
-            for line in _dachs("imp", checks.RD_ID).splitlines():
-                if "rucio_rd:" in line or "Rows affected" in line:
-                    print(f"  {line.strip()}")
-            print("  validated, published and imported rucio/rucio")
+            imported = _dachs("imp", checks.RD_ID)
     except BaseException:
         for step in reversed(undo):
             step()
         print("  the previous link and configuration are back; the published table is as"
               " it was", file=sys.stderr)
         raise
+    # From here on the import has committed: nothing is undone any more.
+    if imported is not None:
+        for line in imported.splitlines():
+            if "rucio_rd:" in line or "Rows affected" in line:
+                print(f"  {line.strip()}")
+        try:
+            _dachs("pub", checks.RD_ID)
+        except DeployError as exc:
+            raise DeployError(f"the table was imported with the new configuration, but"
+                              f" publishing failed: {exc}; fix it and run rucio-rd deploy"
+                              " again") from None
+        print(f"  imported and published {checks.RD_ID}")
+    _reload_running_server(setup)
     interpreter = checks.check_server_interpreter()
     if interpreter.status != checks.OK:
         print(f"  {interpreter.line()}")
+
+
+def _reload_running_server(setup: checks.DachsSetup) -> None:
+    """``dachs serve reload`` if this instance's server runs; else say how to."""
+    if setup.running_server() is None:
+        print("  no running server of this instance was found (none, or one without a pid"
+              " file, as under systemd): it reads the new configuration after"
+              " 'systemctl kill -s HUP dachs', 'dachs serve reload' or a restart")
+        return
+    _dachs("serve", "reload")
+    print("  the running server reloads its configuration (dachs serve reload)")
 
 
 def main(argv: list[str] | None = None) -> int:

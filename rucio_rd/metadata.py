@@ -22,10 +22,10 @@ from urllib.parse import quote
 
 __all__ = [
     "DATALINK_PATH",
+    "ROW_COLUMNS",
     "BadRecord",
     "ImportReport",
     "datalink_access_url",
-    "ROW_COLUMNS",
     "read_metadata_table",
     "row_from_record",
     "rows_from_records",

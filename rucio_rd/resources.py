@@ -1,11 +1,14 @@
-"""Where the plugin's files live: beside the package in a source checkout, or
-under ``/usr/share/rucio-rd`` when Debian's package ``python3-rucio-rd``
-installed it.
+"""Where the plugin's files live: under ``/usr/share/rucio-rd`` when Debian's
+package ``python3-rucio-rd`` is installed, else beside the package in a source
+checkout.
 
-Both layouts hold the same relative paths (``inputs/rucio/rucio.rd``,
-``res/...``), so the rest of the package asks this module and never builds
-paths of its own.  This module imports nothing of the package and does no I/O
-beyond looking whether a file exists.
+The installed files win even when this module was imported from a checkout:
+Debian's DaCHS always imports the installed package, and the RD a deploy links
+must be the one that belongs to that code.  Both layouts hold the same
+relative paths (``inputs/rucio/rucio.rd``, ``res/...``), so the rest of the
+package asks this module and never builds paths of its own.  This module
+imports nothing of the package and does no I/O beyond looking whether a file
+exists.
 """
 
 from __future__ import annotations
@@ -31,10 +34,10 @@ _CHECKOUT = Path(__file__).resolve().parents[1]
 
 
 def data_dir() -> Path:
-    """The directory holding ``inputs/`` and ``res/`` for this copy of the package."""
-    if (_CHECKOUT / "inputs" / "rucio" / "rucio.rd").is_file():
-        return _CHECKOUT
-    return SYSTEM_DATA_DIR
+    """The directory holding ``inputs/`` and ``res/``: the installed one if any."""
+    if (SYSTEM_DATA_DIR / "inputs" / "rucio" / "rucio.rd").is_file():
+        return SYSTEM_DATA_DIR
+    return _CHECKOUT
 
 
 def rd_dir() -> Path:

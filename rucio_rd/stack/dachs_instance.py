@@ -128,7 +128,13 @@ class DachsInstance:
 
     def setup(self) -> None:
         """Create the instance if it is not there; a second call changes nothing."""
+        fresh_files = not (self.root / "etc" / "feed").exists()
         self.write_settings()
+        if fresh_files and _database_exists(self.db_name):
+            # A database whose instance files are gone (the instance moved) cannot
+            # be initialised again; it holds nothing a deploy does not re-create.
+            self.stop()
+            subprocess.run(["dropdb", "--force", self.db_name], check=True)
         if not _database_exists(self.db_name):
             subprocess.run(["createdb", self.db_name], check=True)
         if not _dachs_initialised(self.db_name):

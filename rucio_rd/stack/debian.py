@@ -29,11 +29,14 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
+import re
 import shutil
 import subprocess
 import sys
 import tarfile
 import tempfile
+import textwrap
+import time
 from pathlib import Path
 
 __all__ = [
@@ -42,6 +45,7 @@ __all__ = [
     "build_geolite_package",
     "build_plugin_package",
     "ensure_installed",
+    "package_version",
     "plugin_files",
     "source_digest",
 ]
@@ -136,12 +140,14 @@ def source_digest(repo: Path = REPO) -> str:
     return digest.hexdigest()[:16]
 
 
-def _version(repo: Path) -> str:
-    namespace: dict[str, str] = {}
-    for line in (repo / "rucio_rd" / "__init__.py").read_text().splitlines():
-        if line.startswith("__version__"):
-            exec(line, namespace)  # noqa: S102 - our own one-line assignment
-    return namespace["__version__"]
+def package_version(repo: Path = REPO, built: float | None = None) -> str:
+    """``<__version__>+<UTC build time>``: every build is newer, so apt upgrades to it."""
+    text = (repo / "rucio_rd" / "__init__.py").read_text(encoding="utf-8")
+    match = re.search(r'^__version__ = "([0-9][0-9A-Za-z.~]*)"$', text, re.MULTILINE)
+    if match is None:
+        raise RuntimeError(f"no __version__ = \"...\" in {repo / 'rucio_rd' / '__init__.py'}")
+    stamp = time.strftime("%Y%m%d%H%M%S", time.gmtime(built))
+    return f"{match.group(1)}+{stamp}"
 
 
 def _write(path: Path, text: str, mode: int = 0o644) -> None:
@@ -150,14 +156,16 @@ def _write(path: Path, text: str, mode: int = 0o644) -> None:
     path.chmod(mode)
 
 
-def _control(package: str, version: str, fields: dict[str, str], description: str) -> str:
+def _control(package: str, version: str, fields: dict[str, str], description: str,
+             section: str = "python") -> str:
     lines = [f"Package: {package}", f"Version: {version}", "Architecture: all",
              "Maintainer: rucio_rd developers <rucio-rd@localhost>",
-             "Section: python", "Priority: optional"]
+             f"Section: {section}", "Priority: optional"]
     lines += [f"{key}: {value}" for key, value in fields.items()]
-    summary, *rest = description.strip().splitlines()
-    lines.append(f"Description: {summary}")
-    lines += [f" {line}" if line.strip() else " ." for line in rest]
+    summary, *rest = textwrap.dedent(description).strip().splitlines()
+    lines.append(f"Description: {summary.strip()}")
+    lines += [f" {line}" if line.strip() else " ." for line in textwrap.dedent(
+        "\n".join(rest)).splitlines()]
     return "\n".join(lines) + "\n"
 
 
@@ -173,8 +181,14 @@ def _dpkg_deb(root: Path, outdir: Path, name: str) -> Path:
 
 
 def build_plugin_package(outdir: Path, repo: Path = REPO) -> Path:
-    """Build ``python3-rucio-rd_<version>_all.deb`` into ``outdir``; return its path."""
-    version = _version(repo)
+    """Build ``python3-rucio-rd_<version>_all.deb`` into ``outdir``; return its path.
+
+    Older builds of the package in ``outdir`` are removed, so that
+    ``apt install ./<outdir>/python3-rucio-rd_*_all.deb`` names one file.
+    """
+    version = package_version(repo)
+    for old in Path(outdir).glob(f"{PLUGIN_PACKAGE}_*_all.deb"):
+        old.unlink()
     with tempfile.TemporaryDirectory() as scratch:
         root = Path(scratch) / "root"
         for relative in plugin_files(repo):
@@ -226,7 +240,8 @@ def build_geolite_package(sdist: Path, outdir: Path) -> Path:
             """GeoLite2 City database (2018) for rucio_rd's replica ranking
             The GeoLite2 City database by MaxMind as shipped by the PyPI package
             maxminddb-geolite2 2018.703, the default that rucio_rd geolocates
-            clients with.  It is dated: use a current database in production."""))
+            clients with.  It is dated: use a current database in production.""",
+            section="misc"))
         return _dpkg_deb(root, outdir, f"{GEOLITE_PACKAGE}_{GEOLITE_VERSION}_all.deb")
 
 

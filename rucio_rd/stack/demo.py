@@ -31,6 +31,7 @@ REPO = Path(__file__).resolve().parents[2]
 # The operator's command of the installed Debian package python3-rucio-rd.
 RUCIO_RD_COMMAND = "/usr/bin/rucio-rd"
 SERVER_GROUP = "gavo"  # DaCHS's [general] group: the server runs in it
+CONE_PATH = "/rucio/rucio/cone/scs.xml"
 
 
 def write_server_secret(path: Path, secret: str, group: str = SERVER_GROUP) -> Path:
@@ -45,7 +46,6 @@ def write_server_secret(path: Path, secret: str, group: str = SERVER_GROUP) -> P
     except (KeyError, PermissionError):
         pass  # no such group, or not root: the server runs as us
     return path
-CONE_PATH = "/rucio/rucio/cone/scs.xml"
 
 
 @dataclass(frozen=True)
@@ -62,10 +62,24 @@ class Layout:
     legacy_port: int = 10000
     synthetic_files: int = 300
     sites_ttl: float = 300.0
+    # Where the files DaCHS's server (user gavo) reads go: its instance and the
+    # Rucio password file.  None means workdir, which must then be reachable.
+    server_dir: Path | None = None
+
+    @property
+    def server_files(self) -> Path:
+        """The directory for what DaCHS's server reads (created reachable by all)."""
+        path = Path(self.server_dir or self.workdir)
+        if not path.exists():
+            path.mkdir(parents=True)
+            path.chmod(0o755)
+        return path
 
 
 DEMO_LAYOUT = Layout(
     workdir=REPO / ".stack" / "demo",
+    # a checkout may sit where gavo cannot go (/root): DaCHS's part lives here
+    server_dir=Path("/var/lib/rucio-rd-demo"),
     rucio_port=18100,
     sites_port=18200,
     dachs_port=8080,
@@ -87,7 +101,7 @@ class Stack:
         )
         self.sites = site_directory_process(workdir=workdir / "sites", port=layout.sites_port)
         self.dachs = DachsInstance(
-            root=workdir / "dachs", port=layout.dachs_port, db_name=layout.dachs_db
+            root=layout.server_files / "dachs", port=layout.dachs_port, db_name=layout.dachs_db
         )
         # The prototype's DataLink URL (/links, /rucio/links), redirected to DaCHS.
         self.legacy = ServerProcess(
@@ -112,7 +126,7 @@ class Stack:
         path = self.plugin_config_source
         path.parent.mkdir(parents=True, exist_ok=True)
         credentials = self.rucio.credentials()
-        password_file = write_server_secret(path.parent / "rucio-password",
+        password_file = write_server_secret(self.layout.server_files / "rucio-password",
                                             credentials["password"])
         sections = {
             "metadata": {"dsn": self.rucio.meta_dsn(), "table": "dids"},

@@ -19,6 +19,7 @@ import psycopg2
 import pytest
 import requests
 
+from rucio_rd.stack.dachs_instance import DachsInstance
 from rucio_rd.stack.demo import Stack, write_server_secret
 
 WALLABY = "sp3531_soda:2023-07-18-16-40-27_ASK-WALLABY_Eridanus_cutout-574594-imagecube-42178.fits"
@@ -124,6 +125,9 @@ def state(stack: Stack) -> dict:
         rows = cursor.fetchone()
         cursor.execute("SELECT data_updated FROM dc.rdmeta WHERE sourcerd = 'rucio/rucio'")
         updated = cursor.fetchone()
+        cursor.execute("SELECT resid, deleted FROM dc.resources WHERE sourcerd = 'rucio/rucio'"
+                       " ORDER BY resid")
+        published = cursor.fetchall()
     connection.close()
     return {
         "config": hashlib.sha256(installed.read_bytes()).hexdigest(),
@@ -131,6 +135,7 @@ def state(stack: Stack) -> dict:
         "link": os.readlink(stack.dachs.root / "inputs" / "rucio"),
         "rows": rows,
         "imported": updated,
+        "published": published,
     }
 
 
@@ -174,12 +179,17 @@ def test_deploy_refuses_dachs_default_authority_before_changing_anything(stack: 
     assert state(stack) == before
 
 
-def test_deploy_whose_import_fails_puts_the_configuration_back(stack: Stack) -> None:
-    # Readable, so every check passes; but it has no data column: the import fails.
+def no_data_table(stack: Stack) -> str:
+    """A metadata table every check can read, but without a data column: imports fail."""
     with psycopg2.connect(dbname=stack.layout.meta_db) as connection, \
             connection.cursor() as cursor:
         cursor.execute("CREATE TABLE IF NOT EXISTS no_data_dids (vo text, scope text, name text)")
     connection.close()
+    return "no_data_dids"
+
+
+def test_deploy_whose_import_fails_puts_the_configuration_back(stack: Stack) -> None:
+    no_data_table(stack)
     before = state(stack)
     result = rucio_rd(stack, "deploy", "--config",
                       str(variant(stack, "no-data", metadata={"table": "no_data_dids"})))
@@ -188,6 +198,48 @@ def test_deploy_whose_import_fails_puts_the_configuration_back(stack: Stack) -> 
     assert "the previous link and configuration are back" in result.stderr
     assert state(stack) == before
     assert rucio_rd(stack, "check").returncode == 0
+
+
+def test_a_failed_first_deploy_publishes_nothing(stack: Stack) -> None:
+    """A new DaCHS instance, a deploy whose import fails: no link, no config, no resource."""
+    second = DachsInstance(Path(stack.layout.workdir) / "second-dachs", port=18088,
+                           db_name="rucio_rd_it_second_dachs")
+    try:
+        second.setup()
+        result = subprocess.run(
+            ["/usr/bin/rucio-rd", "deploy", "--config",
+             str(variant(stack, "second-no-data", metadata={"table": no_data_table(stack)}))],
+            env=second.env(), cwd="/", capture_output=True, text=True, timeout=300)
+        assert result.returncode == 1, result.stdout
+        assert "dachs imp rucio/rucio failed" in result.stderr
+        assert not (second.root / "inputs" / "rucio").exists()
+        assert not second.plugin_config.exists()
+        with psycopg2.connect(dbname=second.db_name) as connection, \
+                connection.cursor() as cursor:
+            cursor.execute("SELECT count(*) FROM dc.resources WHERE sourcerd = 'rucio/rucio'")
+            assert cursor.fetchone()[0] == 0
+        connection.close()
+    finally:
+        second.drop()
+
+
+def test_deploy_names_non_ascii_records_it_skips(stack: Stack) -> None:
+    with psycopg2.connect(dbname=stack.layout.meta_db) as connection, \
+            connection.cursor() as cursor:
+        cursor.execute("DROP TABLE IF EXISTS dids_unicode")
+        cursor.execute("CREATE TABLE dids_unicode AS SELECT * FROM dids")
+        cursor.execute("INSERT INTO dids_unicode (vo, scope, name, data) VALUES"
+                       " ('def', 'user.zoë', 'bäd-ε.fits', '{\"s_ra\": \"north\"}')")
+    connection.close()
+    try:
+        result = rucio_rd(stack, "deploy", "--config",
+                          str(variant(stack, "unicode", metadata={"table": "dids_unicode"})))
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "skipped user.zoë:bäd-ε.fits" in result.stdout
+        assert "published 303, skipped 1" in result.stdout
+    finally:
+        restored = rucio_rd(stack, "deploy", "--config", str(stack.plugin_config_source))
+        assert restored.returncode == 0, restored.stdout + restored.stderr
 
 
 def test_deploy_again_reimports_and_keeps_serving(stack: Stack) -> None:

@@ -88,7 +88,7 @@ def test_world_readable_password_file_fails_saying_chmod(open_dir: Path) -> None
     settings = settings_with(open_dir, f'[rucio]\npassword_file = "{path}"\n')
     [outcome] = checks.check_secret_files(settings, SERVER)
     assert outcome.status == FAIL
-    assert "readable by every user" in outcome.message and f"chmod o-rwx {path}" in outcome.message
+    assert outcome.message == f"{path} is readable by every user (mode -rw-r--r--); chmod o-rwx it"
     assert "s3cret" not in outcome.line()
 
 
@@ -108,6 +108,18 @@ def test_private_password_file_readable_by_the_server_passes(open_dir: Path) -> 
     [outcome] = checks.check_secret_files(settings, SERVER)
     assert outcome == Outcome("secret [rucio] password_file", OK,
                               f"{path} is readable by gavo and not by others")
+
+
+def test_secret_readable_by_another_group_fails_saying_chgrp(open_dir: Path) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("only root can give a file to another group")
+    path = secret(open_dir, 0o640, gid=64001)  # the server's uid owns none of it
+    os.chown(path, 64000, -1)
+    settings = settings_with(open_dir, f'[rucio]\npassword_file = "{path}"\n')
+    [outcome] = checks.check_secret_files(settings, SERVER)
+    assert outcome.status == FAIL
+    assert outcome.message.endswith("(mode -rw-r-----); chgrp gavo it")
+    assert "readable by the group" in outcome.message
 
 
 def test_configuration_file_is_held_to_the_same_rule(open_dir: Path) -> None:
@@ -235,6 +247,30 @@ def test_unreachable_site_source_fails_naming_it() -> None:
     [outcome] = checks.check_sites(config.Settings(), down)
     assert outcome.status == FAIL
     assert outcome.message == "http://127.0.0.1:18200 cannot be read: connection refused"
+
+
+# --- metadata ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dsn, shown", [
+    ("dbname=meta host=db password=TopSecret user=rucio",
+     "dbname=meta host=db password=*** user=rucio"),
+    ("postgresql://rucio:TopSecret@db:5432/meta", "user=rucio password=*** host=db port=5432"
+     " dbname=meta"),
+    ("dbname=meta host=127.0.0.1", "dbname=meta host=127.0.0.1"),
+    ("password='Top Secret", "(a connection string that libpq cannot parse)"),
+])
+def test_dsns_are_shown_without_their_password(dsn: str, shown: str) -> None:
+    # libpq's own order of the keywords
+    assert sorted(checks.redacted_dsn(dsn).split()) == sorted(shown.split())
+
+
+def test_unreachable_metadata_database_fails_without_the_password() -> None:
+    settings = config.Settings(metadata=config.MetadataSettings(
+        dsn="host=127.0.0.1 port=9 dbname=meta password=TopSecret connect_timeout=2"))
+    outcome = checks.check_metadata(settings)
+    assert outcome.status == FAIL and "TopSecret" not in outcome.message
+    assert "password=***" in outcome.message
 
 
 # --- GeoIP ------------------------------------------------------------------------------

@@ -491,11 +491,10 @@ def test_find_config_file_ignores_directory_named_like_the_file(
 def test_every_key_is_in_the_template_and_the_readme_reference() -> None:
     from dataclasses import fields
 
-    from rucio_rd import resources
     from rucio_rd.config import _SECTIONS
 
-    template = resources.config_template().read_text(encoding="utf-8")
-    readme = (resources.data_dir() / "README.md").read_text(encoding="utf-8")
+    template = EXAMPLE.read_text(encoding="utf-8")
+    readme = (EXAMPLE.parents[1] / "README.md").read_text(encoding="utf-8")
     for section, cls in _SECTIONS.items():
         assert f"[{section}]" in template
         for key in fields(cls):

@@ -66,3 +66,11 @@ def test_missing_credentials_name_the_key(tmp_path: Path) -> None:
 def test_unreadable_password_file_names_the_key_not_the_content(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="password_file"):
         settings_with(tmp_path, f'[rucio]\npassword_file = "{tmp_path / "nope"}"\n')
+
+
+def test_every_site_source_choice_has_a_fetcher() -> None:
+    from rucio_rd import config, dependencies
+
+    assert set(dependencies.SITE_FETCHERS) == set(config.SITE_SOURCES)
+    for source in config.SITE_SOURCES:
+        assert config.SiteSettings(source=source).where()

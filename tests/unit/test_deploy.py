@@ -109,7 +109,7 @@ def test_real_file_is_refused_with_deploy_error(tmp_path: Path, source: Path) ->
     assert (inputs / "rucio").read_text() == "a file"
 
 
-def test_default_source_is_the_checkouts_rd_directory(tmp_path: Path) -> None:
+def test_default_source_is_the_rd_directory_of_the_installed_package(tmp_path: Path) -> None:
     link = link_inputs(tmp_path / "inputs")
     assert link.resolve() == resources.rd_dir().resolve()
     assert (link / "rucio.rd").is_file()
@@ -239,6 +239,7 @@ def test_unknown_group_is_no_error(tmp_path: Path) -> None:
 def dachs_setup(root: Path, authority: str = "data.example.org") -> checks.DachsSetup:
     return checks.DachsSetup(
         root_dir=root, inputs_dir=root / "inputs", cache_dir=root / "cache",
+        state_dir=root / "state",
         server_user="", group="", authority=authority, server_url="http://localhost:8080")
 
 
@@ -297,3 +298,13 @@ def test_vocabulary_cache_is_seeded_once_and_old(tmp_path: Path) -> None:
     cached.write_text("a real download")
     assert deploy.seed_vocabulary_cache(tmp_path / "cache") is False
     assert cached.read_text() == "a real download"
+
+
+def test_a_stale_pid_file_is_no_running_server(tmp_path: Path) -> None:
+    setup = dachs_setup(tmp_path)
+    assert setup.running_server() is None
+    (tmp_path / "state").mkdir()
+    (tmp_path / "state" / "web.pid").write_text(str(os.getpid()))  # alive, but not DaCHS
+    assert setup.running_server() is None
+    (tmp_path / "state" / "web.pid").write_text("not a pid")
+    assert setup.running_server() is None
