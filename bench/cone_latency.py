@@ -111,10 +111,12 @@ def main(argv: list[str] | None = None) -> int:
         print("importing through rucio-rd deploy...", file=sys.stderr)
         started = time.monotonic()
         # No Rucio here: the benchmark publishes the table only.
-        subprocess.run(
+        deployed = subprocess.run(
             ["/usr/bin/rucio-rd", "deploy", "--skip-rucio", "--config", str(config)],
-            env=dachs.env(), check=True, capture_output=True, text=True,
+            env=dachs.env(), capture_output=True, text=True,
         )
+        if deployed.returncode != 0:
+            sys.exit(f"deploy failed:\n{deployed.stdout}{deployed.stderr}")
         import_seconds = time.monotonic() - started
         dachs.start()
         url = dachs.server_url + "/rucio/rucio/cone/scs.xml"

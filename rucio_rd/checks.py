@@ -236,8 +236,10 @@ def check_authority(authority: str) -> Outcome:
     return Outcome("DaCHS authority", OK, f"ivo://{authority}")
 
 
-def check_configuration(path: Path | None) -> tuple[Outcome, config.Settings | None]:
-    """The plugin configuration loads and names a usable Rucio client."""
+def check_configuration(
+    path: Path | None, need_rucio: bool = True
+) -> tuple[Outcome, config.Settings | None]:
+    """The plugin configuration loads and (with ``need_rucio``) names a usable Rucio client."""
     from rucio_rd.rucio import client_from_settings
 
     name = "configuration"
@@ -247,7 +249,8 @@ def check_configuration(path: Path | None) -> tuple[Outcome, config.Settings | N
             f" (it installs {resources.config_template()})")), None
     try:
         settings = config.load_settings(path)
-        client_from_settings(settings.rucio)
+        if need_rucio:
+            client_from_settings(settings.rucio)
     except config.ConfigError as exc:
         return Outcome(name, FAIL, f"{path}: {exc}"), None
     return Outcome(name, OK, f"{path} is valid"), settings

@@ -215,7 +215,7 @@ def preflight(setup: checks.DachsSetup, config_path: Path,
     outcomes.append(checks.Outcome("resource descriptor", checks.FAIL, blocker) if blocker
                     else checks.Outcome("resource descriptor", checks.OK,
                                         f"{setup.inputs_dir / 'rucio'} -> {resources.rd_dir()}"))
-    outcome, settings = checks.check_configuration(config_path)
+    outcome, settings = checks.check_configuration(config_path, need_rucio=try_rucio)
     if settings is None and config_path.resolve() == resources.config_template().resolve():
         outcome = checks.Outcome(outcome.name, checks.FAIL, (
             f"{outcome.message}. No configuration is installed yet: copy"

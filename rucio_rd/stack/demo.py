@@ -211,6 +211,15 @@ Try it with pyvo (.venv/bin/python):
     print(tap.search("SELECT obs_id, access_url FROM ivoa.obscore "
                      "WHERE 1=CONTAINS(POINT(s_ra, s_dec), CIRCLE(53.75, -24.93, 1))").to_table())
 
+With TOPCAT or STILTS (async TAP, their default):
+
+    stilts tapquery tapurl={server}/tap adql="SELECT TOP 5 did, access_url FROM rucio.main"
+
+Check the deployment, and use Debian's own dachs on this instance:
+
+    bin/check --demo
+    GAVOSETTINGS={settings} GAVOCUSTOM=/invalid dachs val rucio/rucio
+
 In a browser: {server}/rucio/rucio/cone/form
 DataLink:     {server}/rucio/rucio/dl/dlmeta?ID=testing:PTF10tce.fits
                   &client_ip_address=130.246.210.120   (one line, without the break)
@@ -232,7 +241,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     stack.up(fresh=args.fresh)
     print()
-    print(PYVO_SNIPPET.format(cone=stack.cone_url, server=stack.dachs.server_url))
+    print(PYVO_SNIPPET.format(cone=stack.cone_url, server=stack.dachs.server_url,
+                              settings=stack.dachs.settings_file))
     if args.detach:
         print("Running in the background; stop it with: bin/demo --stop")
         return 0

@@ -308,3 +308,15 @@ def test_a_stale_pid_file_is_no_running_server(tmp_path: Path) -> None:
     assert setup.running_server() is None
     (tmp_path / "state" / "web.pid").write_text("not a pid")
     assert setup.running_server() is None
+
+
+def test_skip_rucio_needs_no_rucio_credentials(tmp_path: Path) -> None:
+    given = tmp_path / "table-only.toml"
+    given.write_text('[metadata]\ndsn = "dbname=meta host=127.0.0.1 port=9 connect_timeout=1"\n')
+    outcomes = deploy.preflight(dachs_setup(tmp_path), given, try_rucio=False)
+    named = {outcome.name: outcome for outcome in outcomes}
+    assert named["configuration"].status == checks.OK
+    assert named["Rucio"].status == checks.WARN and "--skip-rucio" in named["Rucio"].message
+    # the configuration check with Rucio refuses the same file, naming the key
+    outcome, _ = checks.check_configuration(given)
+    assert outcome.status == checks.FAIL and "[rucio] username" in outcome.message
