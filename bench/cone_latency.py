@@ -113,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
         # No Rucio here: the benchmark publishes the table only.
         deployed = subprocess.run(
             ["/usr/bin/rucio-rd", "deploy", "--skip-rucio", "--config", str(config)],
-            env=dachs.env(), capture_output=True, text=True,
+            env=dachs.env(), capture_output=True, text=True, encoding="utf-8", errors="replace",
         )
         if deployed.returncode != 0:
             sys.exit(f"deploy failed:\n{deployed.stdout}{deployed.stderr}")

@@ -484,7 +484,7 @@ def check_server_interpreter(python: str = "/usr/bin/python3") -> Outcome:
         return Outcome(name, WARN, f"{python} does not exist; DaCHS runs elsewhere")
     result = subprocess.run(
         [python, "-I", "-c", "import rucio_rd, sys; sys.stdout.write(rucio_rd.__file__)"],
-        capture_output=True, text=True, cwd="/",
+        capture_output=True, text=True, encoding="utf-8", errors="replace", cwd="/",
     )
     if result.returncode != 0:
         return Outcome(name, FAIL, (

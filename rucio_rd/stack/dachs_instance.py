@@ -37,7 +37,7 @@ class DachsError(RuntimeError):
 def _database_exists(name: str) -> bool:
     out = subprocess.run(
         ["psql", "-d", "postgres", "-tAc", f"SELECT 1 FROM pg_database WHERE datname = '{name}'"],
-        capture_output=True, text=True, check=True,
+        capture_output=True, encoding="utf-8", check=True,
     )
     return out.stdout.strip() == "1"
 
@@ -45,7 +45,7 @@ def _database_exists(name: str) -> bool:
 def _dachs_initialised(name: str) -> bool:
     out = subprocess.run(
         ["psql", "-d", name, "-tAc", "SELECT to_regclass('dc.tablemeta') IS NOT NULL"],
-        capture_output=True, text=True, check=True,
+        capture_output=True, encoding="utf-8", check=True,
     )
     return out.stdout.strip() == "t"
 
@@ -104,7 +104,7 @@ class DachsInstance:
     def dachs(self, *args: str, check: bool = True, timeout: float = 600) -> str:
         """Run a dachs command in this instance; return its output."""
         result = subprocess.run(
-            self.command(*args), env=self.env(), capture_output=True, text=True,
+            self.command(*args), env=self.env(), capture_output=True, encoding="utf-8",
             timeout=timeout,
         )
         output = result.stdout + result.stderr

@@ -247,7 +247,7 @@ def build_geolite_package(sdist: Path, outdir: Path) -> Path:
 
 def _installed_version(package: str) -> str | None:
     result = subprocess.run(["dpkg-query", "-W", "-f=${Status} ${Version}", package],
-                            capture_output=True, text=True)
+                            capture_output=True, encoding="utf-8")
     status = result.stdout.split()
     if result.returncode != 0 or status[:3] != ["install", "ok", "installed"]:
         return None
@@ -257,10 +257,11 @@ def _installed_version(package: str) -> str | None:
 def _install(deb: Path) -> None:
     """dpkg -i (which reinstalls the same version), then let apt bring any dependency."""
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-    result = subprocess.run(["dpkg", "-i", str(deb)], capture_output=True, text=True, env=env)
+    result = subprocess.run(["dpkg", "-i", str(deb)], capture_output=True, encoding="utf-8",
+                            env=env)
     if result.returncode != 0:
         fixed = subprocess.run(["apt-get", "-f", "install", "-y", "-q"], capture_output=True,
-                               text=True, env=env)
+                               encoding="utf-8", env=env)
         if fixed.returncode != 0:
             raise RuntimeError(f"installing {deb.name} failed:\n{result.stderr}{fixed.stderr}")
 

@@ -152,7 +152,7 @@ class Stack:
         """Run the installed ``rucio-rd deploy`` against this stack's DaCHS; return its output."""
         result = subprocess.run(
             [RUCIO_RD_COMMAND, "deploy", "--config", str(self.write_plugin_config())],
-            env=self.dachs.env(), capture_output=True, text=True,
+            env=self.dachs.env(), capture_output=True, encoding="utf-8",
         )
         if result.returncode != 0:
             raise RuntimeError(f"deploy failed:\n{result.stdout}{result.stderr}")

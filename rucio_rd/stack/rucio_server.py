@@ -364,7 +364,7 @@ format = %%(levelname)-5.5s [%%(name)s] %%(message)s
         if not self.python.exists():
             raise RucioServerError(f"interpreter {self.python} missing; build {self.venv} first")
         proc = subprocess.run([str(self.python), "-c", script], input=json.dumps(params),
-                              capture_output=True, text=True, env=self._env(),
+                              capture_output=True, encoding="utf-8", env=self._env(),
                               cwd=self.workdir, timeout=BOOTSTRAP_TIMEOUT_S, check=False)
         if proc.returncode != 0:
             tail = "\n".join((proc.stdout + proc.stderr).splitlines()[-30:])

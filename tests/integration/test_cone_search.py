@@ -167,7 +167,7 @@ def test_failed_import_keeps_published_rows(stack: Stack) -> None:
 
 
 def _stilts(*args: str) -> str:
-    result = subprocess.run(["stilts", *args], capture_output=True, text=True, timeout=600)
+    result = subprocess.run(["stilts", *args], capture_output=True, encoding="utf-8", timeout=600)
     return result.stdout + result.stderr
 
 

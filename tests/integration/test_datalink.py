@@ -340,7 +340,7 @@ def test_datalink_media_type_even_for_javas_default_accept(stack: Stack) -> None
 def test_datalinklint_reports_no_errors(stack: Stack, params: dict[str, str]) -> None:
     url = links_url(stack, WALLABY, "testing:missing.fits", **params)
     result = subprocess.run(["stilts", "datalinklint", f"votable={url}"],
-                            capture_output=True, text=True, timeout=120)
+                            capture_output=True, encoding="utf-8", timeout=120)
     report = result.stdout + result.stderr
     error_lines = [line for line in report.splitlines() if line.startswith("E-")]
     assert error_lines == [], report

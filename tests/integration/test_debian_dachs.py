@@ -28,7 +28,7 @@ ASYNC_QUERY = ("SELECT did, access_url FROM rucio.main WHERE scope = 'sp3531_sod
 def debian_dachs(stack: Stack, *args: str) -> subprocess.CompletedProcess:
     """Debian's dachs on this stack's instance, from a neutral directory."""
     return subprocess.run(["/usr/bin/dachs", *args], env=stack.dachs.env(), cwd="/",
-                          capture_output=True, text=True, timeout=300)
+                          capture_output=True, encoding="utf-8", timeout=300)
 
 
 def test_the_server_is_debians_dachs_running_as_gavo(stack: Stack) -> None:
@@ -54,7 +54,7 @@ def test_async_tap_through_stilts_tapquery_returns_rows(stack: Stack) -> None:
     result = subprocess.run(
         ["stilts", "tapquery", f"tapurl={stack.dachs.server_url}/tap",
          f"adql={ASYNC_QUERY}", "ofmt=csv"],
-        capture_output=True, text=True, timeout=180)
+        capture_output=True, encoding="utf-8", timeout=180)
     assert result.returncode == 0, result.stderr
     assert WALLABY in result.stdout and "testing:PTF10tce.fits" in result.stdout
 
@@ -92,5 +92,5 @@ def test_debians_python_imports_the_installed_package(stack: Stack) -> None:
     # DaCHS and gavo taprun run the installed package, wherever they are started from.
     result = subprocess.run(
         ["/usr/bin/python3", "-I", "-c", "import rucio_rd; print(rucio_rd.__file__)"],
-        capture_output=True, text=True, cwd="/")
+        capture_output=True, encoding="utf-8", cwd="/")
     assert result.stdout.strip() == "/usr/lib/python3/dist-packages/rucio_rd/__init__.py"

@@ -54,7 +54,7 @@ def rucio_rd(stack: Stack, *args: str, config: Path | None = None,
     if settings is not None:
         env["GAVOSETTINGS"] = str(settings)
     return subprocess.run(["/usr/bin/rucio-rd", *args], env=env, cwd="/", capture_output=True,
-                          text=True, timeout=300)
+                          encoding="utf-8", timeout=300)
 
 
 def lines_of(result: subprocess.CompletedProcess, status: str) -> list[str]:
@@ -209,7 +209,7 @@ def test_a_failed_first_deploy_publishes_nothing(stack: Stack) -> None:
         result = subprocess.run(
             ["/usr/bin/rucio-rd", "deploy", "--config",
              str(variant(stack, "second-no-data", metadata={"table": no_data_table(stack)}))],
-            env=second.env(), cwd="/", capture_output=True, text=True, timeout=300)
+            env=second.env(), cwd="/", capture_output=True, encoding="utf-8", timeout=300)
         assert result.returncode == 1, result.stdout
         assert "dachs imp rucio/rucio failed" in result.stderr
         assert not (second.root / "inputs" / "rucio").exists()

@@ -16,13 +16,13 @@ def plugin_deb(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def contents(deb: Path) -> set[str]:
-    listing = subprocess.run(["dpkg-deb", "-c", str(deb)], capture_output=True, text=True,
+    listing = subprocess.run(["dpkg-deb", "-c", str(deb)], capture_output=True, encoding="utf-8",
                              check=True).stdout
     return {line.split()[-1].lstrip(".") for line in listing.splitlines()}
 
 
 def field(deb: Path, name: str) -> str:
-    return subprocess.run(["dpkg-deb", "-f", str(deb), name], capture_output=True, text=True,
+    return subprocess.run(["dpkg-deb", "-f", str(deb), name], capture_output=True, encoding="utf-8",
                           check=True).stdout.strip()
 
 
