@@ -33,7 +33,7 @@ from gavo.votable import V
 
 from rucio_rd import config, links
 from rucio_rd.availability import MISCONFIGURED, Availability
-from rucio_rd.sites import SODA_SYNC, SodaService
+from rucio_rd.model import SODA_SYNC, SodaService
 
 __all__ = ["DachsLogHandler", "RucioDatalinkCore", "install_availability",
            "install_client_hook", "install_dachs_logging"]

@@ -14,10 +14,10 @@ from collections.abc import Callable, Mapping, Sequence
 from rucio_rd.config import Settings, SiteSettings
 from rucio_rd.geo import GeoLocator
 from rucio_rd.links import FileMetadata, ReplicaResolver
+from rucio_rd.model import SiteCatalogue
 from rucio_rd.rucio import RucioClient, client_from_settings
 from rucio_rd.sites import (
     CachedSiteSource,
-    SiteCatalogue,
     SiteDirectoryClient,
     catalogue_from_rse_attributes,
     load_site_file,

@@ -29,7 +29,6 @@ from __future__ import annotations
 import ipaddress
 import math
 import os
-from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
 
@@ -37,13 +36,13 @@ import geoip2.database
 import geoip2.errors
 import maxminddb
 
+from rucio_rd.model import Position
 from rucio_rd.resources import EMBEDDED_GEOIP_DATABASE
 
 __all__ = [
     "EARTH_RADIUS_KM",
     "GeoLocator",
     "LocationError",
-    "Position",
     "embedded_database_path",
     "great_circle_km",
 ]
@@ -61,40 +60,6 @@ _MAX_ADDRESS_LENGTH = 64
 
 class LocationError(ValueError):
     """An address cannot be geolocated; the message says why."""
-
-
-@dataclass(frozen=True)
-class Position:
-    """A place on the Earth.
-
-    Parameters
-    ----------
-    latitude : float
-        Degrees north, -90..90.
-    longitude : float
-        Degrees east, -180..180.
-    label : str
-        A human-readable name for descriptions ("Appleton, GB", a site name).
-
-    Raises
-    ------
-    ValueError
-        If a coordinate is not a finite number in its range.
-    """
-
-    latitude: float
-    longitude: float
-    label: str = ""
-
-    def __post_init__(self) -> None:
-        for name, value, limit in (
-            ("latitude", self.latitude, 90.0),
-            ("longitude", self.longitude, 180.0),
-        ):
-            if isinstance(value, bool) or not isinstance(value, int | float):
-                raise ValueError(f"{name}={value!r} is not a number; give degrees as a float")
-            if not math.isfinite(value) or abs(value) > limit:
-                raise ValueError(f"{name}={value!r} is out of range; use -{limit:g}..{limit:g}")
 
 
 def great_circle_km(a: Position, b: Position) -> float:

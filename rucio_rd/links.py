@@ -23,17 +23,11 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from rucio_rd.geo import GeoLocator, LocationError, Position
-from rucio_rd.ranking import (
-    SORTS,
-    NoSodaReplica,
-    RankedReplica,
-    RankingError,
-    choose,
-    rank_replicas,
-)
+from rucio_rd.geo import GeoLocator, LocationError
+from rucio_rd.model import Position, RankedReplica, Site, SiteCatalogue
+from rucio_rd.ranking import SORTS, NoSodaReplica, RankingError, choose, rank_replicas
 from rucio_rd.rucio import RucioAuthError, RucioClient, RucioError, RucioUnavailable
-from rucio_rd.sites import CachedSiteSource, Site, SiteCatalogue, SiteSourceError
+from rucio_rd.sites import CachedSiteSource, SiteSourceError
 
 __all__ = [
     "ClientLocation",

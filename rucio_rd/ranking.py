@@ -7,8 +7,8 @@ keeps the rest, in order, as fallbacks.
 
 This module must not do I/O: no Rucio calls, no GeoIP lookups, no site
 directory, no DaCHS.  The caller brings the replicas, the
-:class:`~rucio_rd.sites.SiteCatalogue` and the client's
-:class:`~rucio_rd.geo.Position`, and turns the errors raised here into
+:class:`~rucio_rd.model.SiteCatalogue` and the client's
+:class:`~rucio_rd.model.Position`, and turns the errors raised here into
 DataLink faults (:class:`RankingError` -> UsageFault, :class:`NoSodaReplica`
 and an empty result -> NotFoundFault).
 """
@@ -17,17 +17,14 @@ from __future__ import annotations
 
 import random
 from collections.abc import Sequence
-from dataclasses import dataclass
 
-from rucio_rd.geo import Position, great_circle_km
-from rucio_rd.sites import Site, SiteCatalogue
+from rucio_rd.geo import great_circle_km
+from rucio_rd.model import Position, RankedReplica, Replica, Site, SiteCatalogue
 
 __all__ = [
     "SORTS",
     "NoSodaReplica",
-    "RankedReplica",
     "RankingError",
-    "Replica",
     "choose",
     "rank_replicas",
 ]
@@ -42,42 +39,6 @@ class RankingError(ValueError):
 
 class NoSodaReplica(LookupError):
     """SODA was required, and no replica's site offers it."""
-
-
-@dataclass(frozen=True)
-class Replica:
-    """One physical copy of a file.
-
-    Parameters
-    ----------
-    rse : str
-        The Rucio storage element holding it.
-    pfn : str
-        Its physical file name (the URL a client downloads).
-    """
-
-    rse: str
-    pfn: str
-
-
-@dataclass(frozen=True)
-class RankedReplica:
-    """A replica with its site and its distance from the client.
-
-    Parameters
-    ----------
-    replica : Replica
-        The replica.
-    site : Site or None
-        The site holding it; None if the catalogue does not know the RSE.
-    distance_km : float or None
-        Great-circle distance to the client; None when the client or the
-        site has no position.
-    """
-
-    replica: Replica
-    site: Site | None
-    distance_km: float | None
 
 
 def _distance(client: Position | None, site: Site | None) -> float | None:

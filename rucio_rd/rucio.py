@@ -61,15 +61,13 @@ from urllib.parse import quote
 import requests
 
 from rucio_rd.deadline import Watchdog
-from rucio_rd.ranking import Replica
+from rucio_rd.model import FileReplicas, Replica, ReplicaListing
 
 if TYPE_CHECKING:
     from rucio_rd.config import RucioSettings
 
 __all__ = [
-    "FileReplicas",
     "OIDCClientCredentialsTokens",
-    "ReplicaListing",
     "RucioAuthError",
     "RucioClient",
     "RucioError",
@@ -472,23 +470,6 @@ class TokenFileTokens:
 
 
 # -- replicas ----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class FileReplicas:
-    """One file's replicas as Rucio listed them: one per RSE, ordered by RSE name."""
-
-    did: str
-    bytes: int | None
-    replicas: tuple[Replica, ...]
-
-
-@dataclass(frozen=True)
-class ReplicaListing:
-    """The answer for a list of DIDs: what Rucio found, and the DIDs it does not know."""
-
-    found: Mapping[str, FileReplicas] = field(default_factory=dict)
-    missing: frozenset[str] = frozenset()
 
 
 def _split_did(did: str) -> tuple[str, str] | None:

@@ -33,16 +33,14 @@ import re
 import threading
 import time
 import urllib.parse
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from types import MappingProxyType
 from typing import Any
 
 import requests
 
 from rucio_rd.deadline import Watchdog
-from rucio_rd.geo import Position
+from rucio_rd.model import SODA_ASYNC, SODA_SYNC, Position, Site, SiteCatalogue, SodaService
 
 __all__ = [
     "RSE_ATTRIBUTE_LATITUDE",
@@ -51,14 +49,9 @@ __all__ = [
     "RSE_ATTRIBUTE_SODA_ASYNC_URL",
     "RSE_ATTRIBUTE_SODA_RESOURCE_IDENTIFIER",
     "RSE_ATTRIBUTE_SODA_SYNC_URL",
-    "SODA_ASYNC",
-    "SODA_SYNC",
     "CachedSiteSource",
-    "Site",
-    "SiteCatalogue",
     "SiteDirectoryClient",
     "SiteSourceError",
-    "SodaService",
     "catalogue_from_rse_attributes",
     "load_site_file",
     "parse_site_directory",
@@ -66,8 +59,6 @@ __all__ = [
 
 log = logging.getLogger("rucio_rd.sites")
 
-SODA_SYNC = "ivo://ivoa.net/std/SODA#sync-1.0"
-SODA_ASYNC = "ivo://ivoa.net/std/SODA#async-1.0"
 
 # Service types of the SKA site directory (compared case-insensitively).
 _RSE_TYPE = "rucio storage element (rse)"
@@ -88,96 +79,6 @@ MAX_DIRECTORY_BYTES = 16 * 2**20
 
 class SiteSourceError(RuntimeError):
     """Site information could not be read, and there is no last good copy."""
-
-
-@dataclass(frozen=True)
-class SodaService:
-    """A SODA service a site offers for the data on its storage.
-
-    Parameters
-    ----------
-    standard_id : str
-        :data:`SODA_SYNC` or :data:`SODA_ASYNC`.
-    access_url : str
-        The service endpoint, e.g. ``https://soda.example:443/soda/sync``.
-    resource_identifier : str or None
-        The service's IVOA identifier (``ivo://...``), where known.
-    """
-
-    standard_id: str
-    access_url: str
-    resource_identifier: str | None = None
-
-
-@dataclass(frozen=True)
-class Site:
-    """The site holding an RSE: its position and SODA services.
-
-    Parameters
-    ----------
-    name : str
-        The site's name (or the RSE's, when no site lists it).
-    position : Position or None
-        Where the RSE is; None when the source gives no usable coordinates.
-    soda_sync, soda_async : SodaService or None
-        The site's synchronous and asynchronous SODA services.
-    """
-
-    name: str
-    position: Position | None
-    soda_sync: SodaService | None = None
-    soda_async: SodaService | None = None
-
-    @property
-    def has_soda(self) -> bool:
-        """Whether the site offers any SODA service."""
-        return self.soda_sync is not None or self.soda_async is not None
-
-
-class SiteCatalogue(Mapping[str, Site]):
-    """An immutable mapping from RSE name to the :class:`Site` holding it.
-
-    Parameters
-    ----------
-    sites_by_rse : Mapping[str, Site]
-        The RSEs and their sites; copied.
-    """
-
-    def __init__(self, sites_by_rse: Mapping[str, Site]) -> None:
-        for rse, site in sites_by_rse.items():
-            if not isinstance(rse, str) or not isinstance(site, Site):
-                raise TypeError(
-                    f"SiteCatalogue maps RSE names to Site objects, got {rse!r}: {site!r}"
-                )
-        self._sites: Mapping[str, Site] = MappingProxyType(dict(sites_by_rse))
-
-    def site_for_rse(self, rse: str) -> Site | None:
-        """The site holding ``rse``, or None if the catalogue does not know it."""
-        return self._sites.get(rse)
-
-    @property
-    def rses(self) -> frozenset[str]:
-        """The names of all RSEs in the catalogue."""
-        return frozenset(self._sites)
-
-    def __getitem__(self, rse: str) -> Site:
-        return self._sites[rse]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._sites)
-
-    def __len__(self) -> int:
-        return len(self._sites)
-
-    def __eq__(self, other: object) -> bool:
-        if isinstance(other, SiteCatalogue):
-            return dict(self._sites) == dict(other._sites)
-        return NotImplemented
-
-    __hash__ = None  # type: ignore[assignment]
-
-    def __repr__(self) -> str:
-        return f"SiteCatalogue({dict(self._sites)!r})"
 
 
 # --- parsing helpers ----------------------------------------------------------

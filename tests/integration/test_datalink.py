@@ -22,7 +22,7 @@ from astropy.utils.data import import_file_to_cache
 from pyvo.dal import conesearch
 from pyvo.dal.adhoc import DatalinkResults, SodaQuery
 
-from rucio_rd.sites import SODA_ASYNC, SODA_SYNC
+from rucio_rd.model import SODA_ASYNC, SODA_SYNC
 from rucio_rd.stack.demo import Stack
 from rucio_rd.stack.seed import all_files
 

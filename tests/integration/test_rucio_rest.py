@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from rucio_rd.ranking import Replica
+from rucio_rd.model import Replica
 from rucio_rd.rucio import (
     RucioAuthError,
     RucioClient,

@@ -12,9 +12,8 @@ import pytest
 
 from rucio_rd import checks, config
 from rucio_rd.checks import FAIL, OK, WARN, Outcome, ServerAccount
-from rucio_rd.geo import Position
+from rucio_rd.model import SODA_SYNC, Position, Site, SiteCatalogue, SodaService
 from rucio_rd.rucio import RucioAuthError, RucioUnavailable
-from rucio_rd.sites import SODA_SYNC, Site, SiteCatalogue, SodaService
 
 # A server account that is not ours and in none of our groups.
 SERVER = ServerAccount("gavo", uid=64000, gids=frozenset({64000}), group="gavo")

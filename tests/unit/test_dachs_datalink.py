@@ -8,7 +8,6 @@ from gavo.formats import votablewrite
 from gavo.votable import V
 
 from rucio_rd import dachs_datalink as dl
-from rucio_rd.geo import Position
 from rucio_rd.links import (
     ClientLocation,
     DatalinkRequest,
@@ -16,8 +15,15 @@ from rucio_rd.links import (
     LinkFault,
     LinkSet,
 )
-from rucio_rd.ranking import RankedReplica, Replica
-from rucio_rd.sites import SODA_ASYNC, SODA_SYNC, Site, SodaService
+from rucio_rd.model import (
+    SODA_ASYNC,
+    SODA_SYNC,
+    Position,
+    RankedReplica,
+    Replica,
+    Site,
+    SodaService,
+)
 
 SYNC = SodaService(SODA_SYNC, "https://soda.es:443/soda/sync", "ivo://es/soda")
 ES = Site("SPSRC", Position(37.19, -3.6, "SPSRC"), soda_sync=SYNC)

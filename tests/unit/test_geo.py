@@ -18,10 +18,10 @@ from rucio_rd.geo import (
     EARTH_RADIUS_KM,
     GeoLocator,
     LocationError,
-    Position,
     embedded_database_path,
     great_circle_km,
 )
+from rucio_rd.model import Position
 
 APPLETON = Position(51.7, -1.3, "Appleton, GB")
 HARWELL = Position(51.57, -1.31, "Harwell")

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from rucio_rd.geo import LocationError, Position
+from rucio_rd.geo import LocationError
 from rucio_rd.links import (
     ClientLocation,
     DatalinkRequest,
@@ -23,9 +23,18 @@ from rucio_rd.links import (
     parse_request,
     printable,
 )
-from rucio_rd.ranking import Replica
-from rucio_rd.rucio import FileReplicas, ReplicaListing, RucioError, RucioUnavailable
-from rucio_rd.sites import SODA_SYNC, Site, SiteCatalogue, SiteSourceError, SodaService
+from rucio_rd.model import (
+    SODA_SYNC,
+    FileReplicas,
+    Position,
+    Replica,
+    ReplicaListing,
+    Site,
+    SiteCatalogue,
+    SodaService,
+)
+from rucio_rd.rucio import RucioError, RucioUnavailable
+from rucio_rd.sites import SiteSourceError
 
 # --- parse_request -------------------------------------------------------------------
 

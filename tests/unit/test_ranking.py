@@ -11,17 +11,18 @@ from itertools import permutations
 
 import pytest
 
-from rucio_rd.geo import Position, great_circle_km
-from rucio_rd.ranking import (
-    SORTS,
-    NoSodaReplica,
+from rucio_rd.geo import great_circle_km
+from rucio_rd.model import (
+    SODA_ASYNC,
+    SODA_SYNC,
+    Position,
     RankedReplica,
-    RankingError,
     Replica,
-    choose,
-    rank_replicas,
+    Site,
+    SiteCatalogue,
+    SodaService,
 )
-from rucio_rd.sites import SODA_ASYNC, SODA_SYNC, Site, SiteCatalogue, SodaService
+from rucio_rd.ranking import SORTS, NoSodaReplica, RankingError, choose, rank_replicas
 
 ES, UK, AU = "SPSRC_STORAGE", "UKSRC_RAL_STORAGE", "AUSSRC_STORAGE"
 

@@ -25,7 +25,7 @@ import pytest
 import requests
 
 from rucio_rd.config import ConfigError, RucioSettings
-from rucio_rd.ranking import Replica
+from rucio_rd.model import Replica
 from rucio_rd.rucio import (
     OIDCClientCredentialsTokens,
     RucioAuthError,

@@ -16,16 +16,11 @@ from typing import Any
 import pytest
 import requests
 
-from rucio_rd.geo import Position
+from rucio_rd.model import SODA_ASYNC, SODA_SYNC, Position, Site, SiteCatalogue, SodaService
 from rucio_rd.sites import (
-    SODA_ASYNC,
-    SODA_SYNC,
     CachedSiteSource,
-    Site,
-    SiteCatalogue,
     SiteDirectoryClient,
     SiteSourceError,
-    SodaService,
     catalogue_from_rse_attributes,
     load_site_file,
     parse_site_directory,

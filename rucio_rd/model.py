@@ -1,0 +1,207 @@
+"""The values the plugin's modules share: places, replicas, sites.
+
+Frozen dataclasses (and one immutable mapping) that validate what they hold
+and nothing more.  This module imports nothing of the package and does no
+I/O, so that the Rucio client, the site sources, the ranking and the
+DataLink side can all depend on it without depending on one another.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+__all__ = [
+    "SODA_ASYNC",
+    "SODA_SYNC",
+    "FileReplicas",
+    "Position",
+    "RankedReplica",
+    "Replica",
+    "ReplicaListing",
+    "Site",
+    "SiteCatalogue",
+    "SodaService",
+]
+
+SODA_SYNC = "ivo://ivoa.net/std/SODA#sync-1.0"
+SODA_ASYNC = "ivo://ivoa.net/std/SODA#async-1.0"
+
+
+@dataclass(frozen=True)
+class Position:
+    """A place on the Earth.
+
+    Parameters
+    ----------
+    latitude : float
+        Degrees north, -90..90.
+    longitude : float
+        Degrees east, -180..180.
+    label : str
+        A human-readable name for descriptions ("Appleton, GB", a site name).
+
+    Raises
+    ------
+    ValueError
+        If a coordinate is not a finite number in its range.
+    """
+
+    latitude: float
+    longitude: float
+    label: str = ""
+
+    def __post_init__(self) -> None:
+        for name, value, limit in (
+            ("latitude", self.latitude, 90.0),
+            ("longitude", self.longitude, 180.0),
+        ):
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise ValueError(f"{name}={value!r} is not a number; give degrees as a float")
+            if not math.isfinite(value) or abs(value) > limit:
+                raise ValueError(f"{name}={value!r} is out of range; use -{limit:g}..{limit:g}")
+
+
+@dataclass(frozen=True)
+class Replica:
+    """One physical copy of a file.
+
+    Parameters
+    ----------
+    rse : str
+        The Rucio storage element holding it.
+    pfn : str
+        Its physical file name (the URL a client downloads).
+    """
+
+    rse: str
+    pfn: str
+
+
+@dataclass(frozen=True)
+class FileReplicas:
+    """One file's replicas as Rucio listed them: one per RSE, ordered by RSE name."""
+
+    did: str
+    bytes: int | None
+    replicas: tuple[Replica, ...]
+
+
+@dataclass(frozen=True)
+class ReplicaListing:
+    """The answer for a list of DIDs: what Rucio found, and the DIDs it does not know."""
+
+    found: Mapping[str, FileReplicas] = field(default_factory=dict)
+    missing: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class SodaService:
+    """A SODA service a site offers for the data on its storage.
+
+    Parameters
+    ----------
+    standard_id : str
+        :data:`SODA_SYNC` or :data:`SODA_ASYNC`.
+    access_url : str
+        The service endpoint, e.g. ``https://soda.example:443/soda/sync``.
+    resource_identifier : str or None
+        The service's IVOA identifier (``ivo://...``), where known.
+    """
+
+    standard_id: str
+    access_url: str
+    resource_identifier: str | None = None
+
+
+@dataclass(frozen=True)
+class Site:
+    """The site holding an RSE: its position and SODA services.
+
+    Parameters
+    ----------
+    name : str
+        The site's name (or the RSE's, when no site lists it).
+    position : Position or None
+        Where the RSE is; None when the source gives no usable coordinates.
+    soda_sync, soda_async : SodaService or None
+        The site's synchronous and asynchronous SODA services.
+    """
+
+    name: str
+    position: Position | None
+    soda_sync: SodaService | None = None
+    soda_async: SodaService | None = None
+
+    @property
+    def has_soda(self) -> bool:
+        """Whether the site offers any SODA service."""
+        return self.soda_sync is not None or self.soda_async is not None
+
+
+class SiteCatalogue(Mapping[str, Site]):
+    """An immutable mapping from RSE name to the :class:`Site` holding it.
+
+    Parameters
+    ----------
+    sites_by_rse : Mapping[str, Site]
+        The RSEs and their sites; copied.
+    """
+
+    def __init__(self, sites_by_rse: Mapping[str, Site]) -> None:
+        for rse, site in sites_by_rse.items():
+            if not isinstance(rse, str) or not isinstance(site, Site):
+                raise TypeError(
+                    f"SiteCatalogue maps RSE names to Site objects, got {rse!r}: {site!r}"
+                )
+        self._sites: Mapping[str, Site] = MappingProxyType(dict(sites_by_rse))
+
+    def site_for_rse(self, rse: str) -> Site | None:
+        """The site holding ``rse``, or None if the catalogue does not know it."""
+        return self._sites.get(rse)
+
+    @property
+    def rses(self) -> frozenset[str]:
+        """The names of all RSEs in the catalogue."""
+        return frozenset(self._sites)
+
+    def __getitem__(self, rse: str) -> Site:
+        return self._sites[rse]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._sites)
+
+    def __len__(self) -> int:
+        return len(self._sites)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, SiteCatalogue):
+            return dict(self._sites) == dict(other._sites)
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"SiteCatalogue({dict(self._sites)!r})"
+
+
+@dataclass(frozen=True)
+class RankedReplica:
+    """A replica with its site and its distance from the client.
+
+    Parameters
+    ----------
+    replica : Replica
+        The replica.
+    site : Site or None
+        The site holding it; None if the catalogue does not know the RSE.
+    distance_km : float or None
+        Great-circle distance to the client; None when the client or the
+        site has no position.
+    """
+
+    replica: Replica
+    site: Site | None
+    distance_km: float | None
