@@ -1,10 +1,11 @@
 """A small client for the parts of Rucio's REST API that the datalink service needs.
 
 It lists the replicas of files (``POST /replicas/list``), reads RSE attributes and
-RSE names, and keeps the service's own Rucio token: obtained by userpass, by an
-OIDC client-credentials grant, or read from a token file, cached until shortly
-before it expires.  Only ``requests`` and the standard library are used (no
-rucio-clients, whose pins must not leak into DaCHS's interpreter).
+RSE names, and checks whose token it holds, presenting the service's own token
+from a :class:`~rucio_rd.tokens.TokenProvider` (userpass, OIDC client
+credentials or a token file).  Requests go through :func:`rucio_rd.rucio_http.send`.
+Only ``requests`` and the standard library are used (no rucio-clients, whose
+pins must not leak into DaCHS's interpreter).
 
 What it may be relied on for:
 
@@ -44,45 +45,47 @@ Facts about Rucio 41 this module relies on (measured against a real server):
 
 from __future__ import annotations
 
-import email.utils
 import json
 import logging
 import math
-import os
 import re
-import threading
-import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import requests
 
-from rucio_rd.deadline import Watchdog
 from rucio_rd.model import FileReplicas, Replica, ReplicaListing
+from rucio_rd.rucio_http import (
+    RucioAuthError,
+    RucioError,
+    RucioUnavailable,
+    error_for,
+    send,
+)
+from rucio_rd.tokens import (
+    OIDCClientCredentialsTokens,
+    TokenFileTokens,
+    TokenProvider,
+    UserpassTokens,
+)
 
 if TYPE_CHECKING:
     from rucio_rd.config import RucioSettings
 
+# The client's errors are Rucio's (rucio_rd.rucio_http); the token providers live in
+# rucio_rd.tokens.
 __all__ = [
-    "OIDCClientCredentialsTokens",
     "RucioAuthError",
     "RucioClient",
     "RucioError",
     "RucioUnavailable",
-    "TokenFileTokens",
-    "TokenProvider",
-    "UserpassTokens",
     "client_from_settings",
 ]
 
 log = logging.getLogger(__name__)
 
-# Connect timeouts are kept short: a refused or black-holed address should fail fast
-# even when the read timeout is generous.
-MAX_CONNECT_TIMEOUT_S = 5.0
 # DIDs per POST /replicas/list; a DataLink request is bounded by MAXREC well below this.
 MAX_DIDS_PER_CALL = 1000
 # Rucio's generic schema (rucio.common.schema.generic): longer values cannot be stored.
@@ -91,382 +94,9 @@ NAME_LENGTH = 250
 # Schemes preferred, in this order, when the caller names none: those a browser,
 # pyvo and curl can fetch with a bearer token.
 PREFERRED_SCHEMES = ("https", "davs")
-# Token lifetime assumed when a token's expiry is unknown.
-UNKNOWN_LIFETIME_S = 600.0
 # (status, ExceptionClass) with which Rucio rejects a whole batch because of one DID.
 _BATCH_REJECTIONS = {(400, "InvalidObject"), (500, "DatabaseException")}
 _WORD = re.compile(r"\w")
-
-
-# -- errors ------------------------------------------------------------------------------
-
-
-class RucioError(RuntimeError):
-    """Rucio answered with an error.
-
-    The message has the request, the HTTP status and Rucio's ``ExceptionClass`` and
-    ``ExceptionMessage``; never a token or a password.
-    """
-
-    def __init__(self, message: str, status: int | None = None,
-                 exception_class: str | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.exception_class = exception_class
-
-
-class RucioUnavailable(RucioError):
-    """Rucio cannot be reached or does not answer properly (refused, timeout, 5xx)."""
-
-
-class RucioAuthError(RucioError):
-    """Rucio or the identity provider refused the service's credentials."""
-
-
-def header_safe(value: str) -> bool:
-    """True when ``value`` can travel in an HTTP header as it is (printable ASCII)."""
-    return all(" " <= char <= "~" for char in value)
-
-
-def _scrub(text: str, secrets: Sequence[str | None]) -> str:
-    """``text`` with every secret replaced; a last line of defence for error texts."""
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, "<secret>")
-    return text
-
-
-def _rucio_exception(resp: requests.Response) -> tuple[str | None, str]:
-    """Rucio's ExceptionClass and ExceptionMessage (headers first, then the JSON body)."""
-    exception_class = resp.headers.get("ExceptionClass")
-    message = resp.headers.get("ExceptionMessage") or ""
-    if not exception_class or not message:
-        try:
-            body = json.loads(resp.content[:20_000] or b"null")
-        except ValueError:
-            body = None
-        if isinstance(body, dict):
-            exception_class = exception_class or body.get("ExceptionClass")
-            message = message or str(body.get("ExceptionMessage", ""))
-        elif not message:
-            message = resp.content[:200].decode("utf-8", "replace")
-    return exception_class, " ".join(message.split())[:500]
-
-
-def _error_for(what: str, resp: requests.Response, secrets: Sequence[str | None] = ()
-               ) -> RucioError:
-    """The typed error for a response with status >= 400."""
-    exception_class, message = _rucio_exception(resp)
-    detail = f"{exception_class}: {message}" if exception_class else message
-    text = _scrub(f"{what} answered {resp.status_code} {detail}".rstrip(), secrets)
-    if resp.status_code in (401, 403):
-        cls: type[RucioError] = RucioAuthError
-    elif resp.status_code >= 500:
-        cls = RucioUnavailable
-    else:
-        cls = RucioError
-    return cls(text, resp.status_code, exception_class)
-
-
-def _timeouts(timeout: float) -> tuple[float, float]:
-    return (min(timeout, MAX_CONNECT_TIMEOUT_S), timeout)
-
-
-def _send(session: requests.Session, method: str, url: str, what: str, timeout: float,
-          secrets: Sequence[str | None] = (), **kw: Any) -> requests.Response:
-    """One request whose whole answer arrives within ``timeout`` (+ the connect time).
-
-    The read timeout bounds each wait for data only; a server that trickles its body
-    would pass it forever.  So the body is read under a watchdog that shuts the
-    socket down at the deadline.  Transport failures become
-    :class:`RucioUnavailable`; HTTP statuses are left to the caller.
-    """
-    deadline = time.monotonic() + timeout + min(timeout, MAX_CONNECT_TIMEOUT_S)
-    watchdog = Watchdog()
-    try:
-        resp = session.request(method, url, timeout=_timeouts(timeout), stream=True, **kw)
-        watchdog.start(resp, deadline - time.monotonic())
-        try:
-            resp.content  # noqa: B018 - reads and caches the whole body
-        finally:
-            watchdog.stop()
-            resp.close()
-        if watchdog.expired:
-            raise RucioUnavailable(f"{what} took longer than {timeout:g} s to answer")
-    except (requests.exceptions.InvalidHeader, UnicodeEncodeError):
-        # The message would quote the header, i.e. a credential: say which kind only.
-        raise RucioAuthError(f"{what}: a credential cannot be sent in an HTTP header"
-                             " (control or non-ASCII characters)") from None
-    except requests.RequestException as exc:
-        if watchdog.expired:
-            raise RucioUnavailable(f"{what} took longer than {timeout:g} s to answer") from None
-        if isinstance(exc, requests.Timeout):
-            raise RucioUnavailable(f"{what} timed out after {timeout:g} s") from None
-        reason = exc.args[0] if isinstance(exc, requests.ConnectionError) and exc.args else exc
-        reason = _scrub(str(reason), secrets)
-        raise RucioUnavailable(f"{what} failed: {type(exc).__name__}: {reason}") from None
-    return resp
-
-
-# -- tokens ------------------------------------------------------------------------------
-
-
-class TokenProvider(Protocol):
-    """Gives the token the service presents to Rucio."""
-
-    def token(self) -> str:
-        """A token valid for a while yet (fetched or re-read when needed)."""
-        ...
-
-    def invalidate(self) -> None:
-        """Forget the cached token: Rucio refused it."""
-        ...
-
-
-@dataclass
-class _CachedToken:
-    value: str
-    expires_at: float  # on the provider's clock
-    refresh_at: float
-
-
-def _cache(value: str, now: float, lifetime: float, margin: float) -> _CachedToken:
-    lifetime = max(0.0, lifetime)
-    # A token shorter-lived than the margin would be refreshed on every call: refresh
-    # such tokens half-way through their life instead.
-    return _CachedToken(value, now + lifetime, now + lifetime - min(margin, lifetime / 2))
-
-
-def _http_date(value: str | None) -> float | None:
-    if not value:
-        return None
-    try:
-        return email.utils.parsedate_to_datetime(value).timestamp()
-    except (TypeError, ValueError, IndexError, OverflowError):
-        return None
-
-
-# After a failed token fetch, how long further requests fail at once.
-FAILED_TOKEN_BACKOFF_S = 5.0
-
-
-class _CachingTokens:
-    """The cache and lock shared by the token providers that fetch tokens."""
-
-    def __init__(self, clock: Callable[[], float], refresh_margin: float) -> None:
-        self._clock = clock
-        self._refresh_margin = refresh_margin
-        self._cached: _CachedToken | None = None
-        self._lock = threading.Lock()
-        # (until when, the error): after a failed fetch, threads waiting on the
-        # lock fail at once instead of each waiting out another timeout.
-        self._failure: tuple[float, RucioError] | None = None
-
-    def token(self) -> str:
-        with self._lock:
-            now = self._clock()
-            cached = self._cached
-            if cached is not None and now < cached.refresh_at:
-                return cached.value
-            # An early renewal that fails keeps the current token while it lasts.
-            still_valid = cached is not None and now < cached.expires_at
-            if self._failure is not None and now < self._failure[0]:
-                if still_valid:
-                    return cached.value
-                error = self._failure[1]
-                raise type(error)(str(error))
-            try:
-                value, lifetime = self._fetch()
-            except RucioError as exc:
-                self._failure = (self._clock() + FAILED_TOKEN_BACKOFF_S, exc)
-                if still_valid:
-                    log.warning("renewing the Rucio token failed (%s); the current one"
-                                " serves until it expires", exc)
-                    return cached.value
-                raise
-            self._failure = None
-            self._cached = _cache(value, self._clock(), lifetime, self._refresh_margin)
-            return self._cached.value
-
-    def invalidate(self) -> None:
-        with self._lock:
-            self._cached = None
-
-    def _fetch(self) -> tuple[str, float]:
-        """A new token and its lifetime in seconds."""
-        raise NotImplementedError
-
-
-class UserpassTokens(_CachingTokens):
-    """Tokens from Rucio's ``GET /auth/userpass`` for one account's userpass identity."""
-
-    def __init__(self, url: str, account: str, username: str, password: str,
-                 timeout: float = 10.0, session: requests.Session | None = None,
-                 clock: Callable[[], float] = time.time, refresh_margin: float = 300.0) -> None:
-        super().__init__(clock, refresh_margin)
-        self.url = url.rstrip("/")
-        self.account = account
-        self.username = username
-        self._password = password
-        self.timeout = timeout
-        self._session = session or requests.Session()
-
-    def __repr__(self) -> str:
-        return (f"UserpassTokens(url={self.url!r}, account={self.account!r}, "
-                f"username={self.username!r}, password=<hidden>)")
-
-    def _fetch(self) -> tuple[str, float]:
-        what = f"GET {self.url}/auth/userpass (account {self.account})"
-        headers = {"X-Rucio-Account": self.account, "X-Rucio-Username": self.username,
-                   "X-Rucio-Password": self._password}
-        resp = _send(self._session, "GET", f"{self.url}/auth/userpass", what, self.timeout,
-                     secrets=(self._password,), headers=headers)
-        if resp.status_code >= 400:
-            raise _error_for(what, resp, secrets=(self._password,))
-        value = resp.headers.get("X-Rucio-Auth-Token")
-        if not value:
-            raise RucioAuthError(f"{what} answered {resp.status_code} without a token",
-                                 resp.status_code)
-        expires = _http_date(resp.headers.get("X-Rucio-Auth-Token-Expires"))
-        if expires is None:
-            lifetime = UNKNOWN_LIFETIME_S
-        else:
-            # Measure the lifetime on the server's clock (its Date header) so that a skew
-            # between the two clocks does not shorten or stretch it.
-            issued = _http_date(resp.headers.get("Date"))
-            lifetime = expires - (issued if issued is not None else self._clock())
-        log.info("obtained a Rucio token for account %s (valid %.0f s)", self.account, lifetime)
-        return value, lifetime
-
-
-class OIDCClientCredentialsTokens(_CachingTokens):
-    """Access tokens from an OAuth2/OIDC token endpoint (client-credentials grant).
-
-    The client authenticates with HTTP Basic (``client_secret_basic``, RFC 6749
-    section 2.3.1, the default of INDIGO IAM and Keycloak clients); ``auth_method="post"``
-    sends the credentials in the form body instead (``client_secret_post``).
-    """
-
-    def __init__(self, token_url: str, client_id: str, client_secret: str,
-                 scope: str | None = None, audience: str | None = None, timeout: float = 10.0,
-                 session: requests.Session | None = None,
-                 clock: Callable[[], float] = time.time, refresh_margin: float = 60.0,
-                 auth_method: str = "basic") -> None:
-        super().__init__(clock, refresh_margin)
-        if auth_method not in ("basic", "post"):
-            raise ValueError(f"auth_method={auth_method!r}; use 'basic' or 'post'")
-        self.token_url = token_url
-        self.client_id = client_id
-        self._client_secret = client_secret
-        self.scope = scope
-        self.audience = audience
-        self.timeout = timeout
-        self.auth_method = auth_method
-        self._session = session or requests.Session()
-
-    def __repr__(self) -> str:
-        return (f"OIDCClientCredentialsTokens(token_url={self.token_url!r}, "
-                f"client_id={self.client_id!r}, client_secret=<hidden>, scope={self.scope!r}, "
-                f"audience={self.audience!r})")
-
-    def _fetch(self) -> tuple[str, float]:
-        what = f"POST {self.token_url} (client {self.client_id})"
-        form = {"grant_type": "client_credentials"}
-        if self.scope:
-            form["scope"] = self.scope
-        if self.audience:
-            form["audience"] = self.audience
-        kw: dict[str, Any] = {"headers": {"Accept": "application/json"}}
-        if self.auth_method == "basic":
-            # RFC 6749 2.3.1: form-encode id and secret before Basic-encoding them.
-            kw["auth"] = (quote(self.client_id, safe=""), quote(self._client_secret, safe=""))
-        else:
-            form.update(client_id=self.client_id, client_secret=self._client_secret)
-        secrets = (self._client_secret, quote(self._client_secret, safe=""))
-        resp = _send(self._session, "POST", self.token_url, what, self.timeout,
-                     secrets=secrets, data=form, **kw)
-        try:
-            body = json.loads(resp.content or b"null")
-        except ValueError:
-            body = None
-        if resp.status_code >= 400:
-            if resp.status_code >= 500:
-                raise RucioUnavailable(f"{what} answered {resp.status_code}", resp.status_code)
-            error = body.get("error", "") if isinstance(body, dict) else ""
-            description = body.get("error_description", "") if isinstance(body, dict) else ""
-            text = _scrub(f"{what} refused: {resp.status_code} {error} {description}", secrets)
-            raise RucioAuthError(" ".join(text.split()), resp.status_code, error or None)
-        value = body.get("access_token") if isinstance(body, dict) else None
-        if not isinstance(value, str) or not value:
-            raise RucioAuthError(f"{what} answered {resp.status_code} without an access_token",
-                                 resp.status_code)
-        expires_in = body.get("expires_in")
-        try:
-            lifetime = float(expires_in)
-            if not math.isfinite(lifetime):
-                raise ValueError
-        except (TypeError, ValueError):
-            lifetime = UNKNOWN_LIFETIME_S
-        log.info("obtained an OIDC access token for client %s (valid %.0f s)",
-                 self.client_id, lifetime)
-        return value, lifetime
-
-
-class TokenFileTokens:
-    """A token kept in a file by someone else (e.g. an oidc-agent or a sidecar).
-
-    The file holds a bare token or JSON ``{"access_token": ...}``; it is re-read
-    whenever its modification time (or size) changes, and after :meth:`invalidate`.
-    """
-
-    def __init__(self, path: str | os.PathLike[str]) -> None:
-        self.path = Path(path)
-        self._lock = threading.Lock()
-        self._stamp: tuple[int, int] | None = None
-        self._value: str | None = None
-
-    def __repr__(self) -> str:
-        return f"TokenFileTokens(path={str(self.path)!r})"
-
-    def token(self) -> str:
-        with self._lock:
-            try:
-                stat = self.path.stat()
-            except OSError as exc:
-                raise RucioAuthError(f"token file {self.path} cannot be read: "
-                                     f"{exc.strerror}") from None
-            stamp = (stat.st_mtime_ns, stat.st_size)
-            if self._value is None or stamp != self._stamp:
-                self._value = self._read()
-                self._stamp = stamp
-            return self._value
-
-    def invalidate(self) -> None:
-        with self._lock:
-            self._value = None
-
-    def _read(self) -> str:
-        try:
-            text = self.path.read_text(encoding="utf-8").strip()
-        except (OSError, UnicodeDecodeError) as exc:
-            reason = getattr(exc, "strerror", None) or "not UTF-8 text"
-            raise RucioAuthError(f"token file {self.path} cannot be read: {reason}") from None
-        if text.startswith("{"):
-            try:
-                document = json.loads(text)
-            except ValueError:
-                raise RucioAuthError(f"token file {self.path} holds broken JSON") from None
-            value = document.get("access_token") if isinstance(document, dict) else None
-            if not isinstance(value, str) or not value.strip():
-                raise RucioAuthError(f"token file {self.path} has no access_token")
-            text = value.strip()
-        if not text:
-            raise RucioAuthError(f"token file {self.path} is empty")
-        if not header_safe(text):
-            # Never quote it: a broken token is still a secret.
-            raise RucioAuthError(f"token file {self.path} holds characters no token can have")
-        log.info("read the Rucio token from %s", self.path)
-        return text
 
 
 # -- replicas ----------------------------------------------------------------------------
@@ -576,14 +206,14 @@ class RucioClient:
             headers = {"X-Rucio-Auth-Token": token, "Accept": accept}
             if self.account:
                 headers["X-Rucio-Account"] = self.account
-            resp = _send(self.session, method, f"{self.url}{path}", what, self.timeout,
+            resp = send(self.session, method, f"{self.url}{path}", what, self.timeout,
                          secrets=(token,), headers=headers, **kw)
             if resp.status_code == 401 and attempt == 1:
                 log.info("%s answered 401; renewing the token once", what)
                 self.tokens.invalidate()
                 continue
             if resp.status_code >= 400:
-                raise _error_for(what, resp, secrets=(token,))
+                raise error_for(what, resp, secrets=(token,))
             return resp
         raise AssertionError("unreachable")  # pragma: no cover
 
@@ -741,10 +371,10 @@ class RucioClient:
     def ping(self) -> dict[str, Any]:
         """Rucio's ``GET /ping`` answer, e.g. ``{"version": "41.5.1"}`` (needs no token)."""
         what = f"GET {self.url}/ping"
-        resp = _send(self.session, "GET", f"{self.url}/ping", what, self.timeout,
+        resp = send(self.session, "GET", f"{self.url}/ping", what, self.timeout,
                      headers={"Accept": "application/json"})
         if resp.status_code >= 400:
-            raise _error_for(what, resp)
+            raise error_for(what, resp)
         payload = self._json(resp)
         if not isinstance(payload, dict):
             raise RucioUnavailable(f"{what} answered {payload!r}, not an object")

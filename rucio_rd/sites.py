@@ -29,7 +29,6 @@ import json
 import logging
 import math
 import os
-import re
 import threading
 import time
 import urllib.parse
@@ -39,7 +38,7 @@ from typing import Any
 
 import requests
 
-from rucio_rd.deadline import Watchdog
+from rucio_rd.http import TransportError, fetch, redact_url, scrub
 from rucio_rd.model import SODA_ASYNC, SODA_SYNC, Position, Site, SiteCatalogue, SodaService
 
 __all__ = [
@@ -389,30 +388,6 @@ def catalogue_from_rse_attributes(attributes: Mapping[str, Mapping[str, Any]]) -
 # --- the site directory over HTTP ---------------------------------------------
 
 
-# A URL inside free text, for scrubbing messages of fetchers we do not control.
-_URL_IN_TEXT = re.compile(r"\b([a-zA-Z][a-zA-Z0-9+.-]*://)[^\s/@]*@")
-_QUERY_IN_TEXT = re.compile(r"(://[^\s?]*)\?[^\s'\"]*")
-
-
-def _scrub(message: str) -> str:
-    """``message`` with user information and query strings of URLs removed."""
-    return _QUERY_IN_TEXT.sub(r"\1?...", _URL_IN_TEXT.sub(r"\1", message))
-
-
-def _redact(url: str) -> str:
-    """``url`` without user information, query or fragment, safe for logs and errors."""
-    parts = urllib.parse.urlsplit(url)
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
-    try:
-        port = parts.port
-    except ValueError:
-        port = None
-    netloc = host if port is None else f"{host}:{port}"
-    return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, "", ""))
-
-
 class SiteDirectoryClient:
     """Reads the SKA site directory's storages and services.
 
@@ -433,7 +408,7 @@ class SiteDirectoryClient:
         parts = urllib.parse.urlsplit(url or "")
         if parts.scheme not in ("http", "https") or not parts.netloc:
             raise ValueError(
-                f"site directory URL {_redact(url or '')!r} is not an http(s) URL; "
+                f"site directory URL {redact_url(url or '')!r} is not an http(s) URL; "
                 "give e.g. https://sitedirectory.example/api"
             )
         if not (isinstance(timeout, int | float) and timeout > 0 and math.isfinite(timeout)):
@@ -444,50 +419,26 @@ class SiteDirectoryClient:
 
     def _get_json(self, endpoint: str) -> Any:
         url = self.url + endpoint
-        shown = _redact(url)
+        what = f"site directory GET {redact_url(url)}"
         # requests' timeout bounds each read, not the whole answer: a directory
         # that trickles its body is cut off at an overall deadline, and at a size.
-        deadline = time.monotonic() + 2 * self.timeout
-        too_slow = f"site directory GET {shown} took more than {2 * self.timeout:g} s to answer"
-        watchdog = Watchdog()
         try:
-            with self._session.get(
-                url, timeout=self.timeout, headers={"Accept": "application/json"}, stream=True
-            ) as response:
-                if response.status_code != 200:
-                    raise SiteSourceError(
-                        f"site directory GET {shown} answered HTTP {response.status_code}; "
-                        "check the URL and the directory's health"
-                    )
-                watchdog.start(response, deadline - time.monotonic())
-                body = bytearray()
-                try:
-                    for chunk in response.iter_content(65536):
-                        body += chunk
-                        if len(body) > MAX_DIRECTORY_BYTES:
-                            raise SiteSourceError(
-                                f"site directory GET {shown} sent more than"
-                                f" {MAX_DIRECTORY_BYTES // 2**20} MiB"
-                            )
-                finally:
-                    watchdog.stop()
-                if watchdog.expired:
-                    raise SiteSourceError(too_slow)
-        except requests.RequestException as exc:
-            if watchdog.expired:
-                raise SiteSourceError(too_slow) from None
-            if isinstance(exc, requests.Timeout):
-                raise SiteSourceError(
-                    f"site directory GET {shown} timed out after {self.timeout:g} s"
-                ) from exc
+            response = fetch(self._session, "GET", url, what=what, timeout=self.timeout,
+                             deadline=2 * self.timeout, max_bytes=MAX_DIRECTORY_BYTES,
+                             headers={"Accept": "application/json"})
+        except TransportError as exc:
+            hint = ("; check that the directory is up and the URL is right"
+                    if exc.kind == "connection" else "")
+            raise SiteSourceError(f"{exc}{hint}") from None
+        if response.status_code != 200:
             raise SiteSourceError(
-                f"site directory GET {shown} failed: {type(exc).__name__}; "
-                "check that the directory is up and the URL is right"
-            ) from exc
+                f"{what} answered HTTP {response.status_code}; "
+                "check the URL and the directory's health"
+            )
         try:
-            return json.loads(bytes(body))
+            return json.loads(response.content)
         except (ValueError, RecursionError) as exc:
-            raise SiteSourceError(f"site directory GET {shown} did not return JSON") from exc
+            raise SiteSourceError(f"{what} did not return JSON") from exc
 
     def fetch(self) -> SiteCatalogue:
         """Read both endpoints and build a catalogue.
@@ -503,10 +454,10 @@ class SiteDirectoryClient:
         try:
             return parse_site_directory(storages, services)
         except SiteSourceError as exc:
-            raise SiteSourceError(f"site directory {_redact(self.url)}: {exc}") from exc
+            raise SiteSourceError(f"site directory {redact_url(self.url)}: {exc}") from exc
 
     def __repr__(self) -> str:
-        return f"SiteDirectoryClient({_redact(self.url)!r}, timeout={self.timeout:g})"
+        return f"SiteDirectoryClient({redact_url(self.url)!r}, timeout={self.timeout:g})"
 
 
 # --- caching ------------------------------------------------------------------
@@ -607,7 +558,7 @@ class CachedSiteSource:
                                 "not a SiteCatalogue")
         except Exception as exc:  # noqa: BLE001 (any failure must leave the last copy in service)
             self._failed_at = self._clock()
-            self._last_error = _scrub(str(exc)) or type(exc).__name__
+            self._last_error = scrub(str(exc)) or type(exc).__name__
             if catalogue is None:
                 raise SiteSourceError(
                     f"no site information: {self._last_error}; "

@@ -15,14 +15,10 @@ from pathlib import Path
 import pytest
 
 from rucio_rd.model import Replica
-from rucio_rd.rucio import (
-    RucioAuthError,
-    RucioClient,
-    RucioUnavailable,
-    UserpassTokens,
-)
+from rucio_rd.rucio import RucioAuthError, RucioClient, RucioUnavailable
 from rucio_rd.stack.rucio_server import RucioServer, fresh_test_server
 from rucio_rd.stack.seed import DEMO_FILES, DEMO_RSES, seed, synthetic_files
+from rucio_rd.tokens import UserpassTokens
 
 pytestmark = pytest.mark.integration
 

@@ -27,15 +27,13 @@ import requests
 from rucio_rd.config import ConfigError, RucioSettings
 from rucio_rd.model import Replica
 from rucio_rd.rucio import (
-    OIDCClientCredentialsTokens,
     RucioAuthError,
     RucioClient,
     RucioError,
     RucioUnavailable,
-    TokenFileTokens,
-    UserpassTokens,
     client_from_settings,
 )
+from rucio_rd.tokens import OIDCClientCredentialsTokens, TokenFileTokens, UserpassTokens
 
 PASSWORD = "pw-Secret-4711"
 CLIENT_SECRET = "cs-Secret/0815+&"

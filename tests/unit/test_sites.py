@@ -548,15 +548,17 @@ def test_client_tolerates_a_trailing_slash(directory_url):
 def test_client_uses_the_given_session(directory_url):
     with requests.Session() as session:
         calls = []
-        original = session.get
+        original = session.request
 
-        def recording_get(url: str, **kwargs: Any):
-            calls.append((url, kwargs["timeout"]))
-            return original(url, **kwargs)
+        def recording_request(method: str, url: str, **kwargs: Any):
+            calls.append((method, url, kwargs["timeout"]))
+            return original(method, url, **kwargs)
 
-        session.get = recording_get  # type: ignore[method-assign]
+        session.request = recording_request  # type: ignore[method-assign]
         SiteDirectoryClient(directory_url, timeout=2.5, session=session).fetch()
-    assert calls == [(directory_url + "/storages/grafana", 2.5), (directory_url + "/services", 2.5)]
+    # (connect, read) timeouts: both the configured 2.5 s
+    assert calls == [("GET", directory_url + "/storages/grafana", (2.5, 2.5)),
+                     ("GET", directory_url + "/services", (2.5, 2.5))]
 
 
 @pytest.mark.parametrize("status", ["404", "500", "503"])
