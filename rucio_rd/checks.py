@@ -355,7 +355,9 @@ def check_sites(
     rucio_rses: Callable[[], list[str]] | None = None,
 ) -> list[Outcome]:
     """The site source answers; what it knows; which of Rucio's RSEs no site places."""
-    where = settings.sites.where()
+    from rucio_rd.sites import describe_source
+
+    where = describe_source(settings.sites)
     name = f"sites ({settings.sites.source})"
     try:
         catalogue = fetch()
@@ -505,8 +507,8 @@ def all_checks(
     setup: DachsSetup, query: Callable[[str], list[tuple]] = dachs_query
 ) -> list[Outcome]:
     """Every check of a deployment, in the order ``rucio-rd check`` prints them."""
-    from rucio_rd.dependencies import site_fetcher
     from rucio_rd.rucio import client_from_settings
+    from rucio_rd.sites import site_reader
 
     outcomes = [
         check_server_interpreter(),
@@ -526,7 +528,7 @@ def all_checks(
         client = client_from_settings(settings.rucio)
         rucio = check_rucio(settings, client)
         outcomes.append(rucio)
-        outcomes += check_sites(settings, site_fetcher(settings, client),
+        outcomes += check_sites(settings, site_reader(settings.sites, client),
                                 client.list_rses if rucio.status == OK else None)
         outcomes.append(check_geoip(settings))
         outcomes.append(check_metadata(settings))

@@ -7,7 +7,8 @@ secrets reach a deployment without being written into the file.
 
 Everything is validated when loaded; an error names the bad key and says what
 was expected.  This module reads files and the environment only: it never
-opens a connection.
+opens a connection.  The one list of site sources is
+:data:`rucio_rd.sites.SITE_SOURCES`, which validation consults.
 """
 
 from __future__ import annotations
@@ -87,12 +88,6 @@ class SiteSettings:
     ttl: float = 300.0
     timeout: float = 5.0
 
-    def where(self) -> str:
-        """The source in words, for messages: its URL, its file, or Rucio."""
-        return {"site_directory": self.url or "(no [sites] url)",
-                "file": self.file or "(no [sites] file)",
-                "rucio": "Rucio's RSE attributes"}[self.source]
-
 
 @dataclass(frozen=True)
 class GeoIPSettings:
@@ -128,12 +123,8 @@ AUTH_SECRET_FILES = {
     "token_file": ("token_file",),
     "oidc": ("oidc_client_secret_file",),
 }
-#: The ``[sites] source`` choices (rucio_rd.dependencies has a fetcher for each).
-SITE_SOURCES = ("site_directory", "file", "rucio")
-
 _CHOICES = {
     ("rucio", "auth"): tuple(AUTH_SECRET_FILES),
-    ("sites", "source"): SITE_SOURCES,
     ("metadata", "access_url"): ("datalink", "metadata"),
 }
 
@@ -155,6 +146,16 @@ def find_config_file(dachs_root: str | os.PathLike | None = None) -> Path | None
         if candidate.is_file():
             return candidate
     return None
+
+
+def _choices(section: str, key: str) -> tuple[str, ...] | None:
+    """The values a key may take, where they are a closed set."""
+    if (section, key) == ("sites", "source"):
+        # The table of site sources is the one list of them.
+        from rucio_rd.sites import SITE_SOURCES
+
+        return tuple(SITE_SOURCES)
+    return _CHOICES.get((section, key))
 
 
 def _coerce(section: str, key: str, value: Any, default: Any) -> Any:
@@ -195,7 +196,7 @@ def _coerce(section: str, key: str, value: Any, default: Any) -> Any:
     if not isinstance(value, str):
         shown = "a secret" if key in SECRET_KEYS else repr(value)
         raise ConfigError(f"{name} must be a string, not {shown}")
-    choices = _CHOICES.get((section, key))
+    choices = _choices(section, key)
     if choices and value not in choices:
         raise ConfigError(f"{name} = {value!r} is not one of {', '.join(choices)}")
     return value

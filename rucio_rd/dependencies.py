@@ -11,48 +11,19 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 
-from rucio_rd.config import Settings, SiteSettings
+from rucio_rd.config import Settings
 from rucio_rd.geo import GeoLocator
 from rucio_rd.links import FileMetadata, ReplicaResolver
-from rucio_rd.model import SiteCatalogue
 from rucio_rd.rucio import RucioClient, client_from_settings
-from rucio_rd.sites import (
-    CachedSiteSource,
-    SiteDirectoryClient,
-    catalogue_from_rse_attributes,
-    load_site_file,
-)
+from rucio_rd.site_cache import CachedSiteSource
+from rucio_rd.sites import site_reader
 
-__all__ = ["SITE_FETCHERS", "make_resolver", "make_site_source", "site_fetcher"]
-
-
-def _from_rucio(client: RucioClient) -> Callable[[], SiteCatalogue]:
-    def fetch() -> SiteCatalogue:
-        return catalogue_from_rse_attributes(
-            {rse: client.rse_attributes(rse) for rse in client.list_rses()}
-        )
-
-    return fetch
-
-
-# One entry per [sites] source (config.SITE_SOURCES): settings and Rucio client in,
-# a function reading the source once out.
-SITE_FETCHERS: dict[str, Callable[[SiteSettings, RucioClient], Callable[[], SiteCatalogue]]] = {
-    "site_directory": lambda sites, rucio: SiteDirectoryClient(
-        sites.url, timeout=sites.timeout).fetch,
-    "file": lambda sites, rucio: lambda: load_site_file(sites.file),
-    "rucio": lambda sites, rucio: _from_rucio(rucio),
-}
-
-
-def site_fetcher(settings: Settings, rucio: RucioClient) -> Callable[[], SiteCatalogue]:
-    """One uncached read of the site information source named by ``[sites] source``."""
-    return SITE_FETCHERS[settings.sites.source](settings.sites, rucio)
+__all__ = ["make_resolver", "make_site_source"]
 
 
 def make_site_source(settings: Settings, rucio: RucioClient) -> CachedSiteSource:
     """The site information source named by ``[sites] source``, behind a TTL cache."""
-    return CachedSiteSource(site_fetcher(settings, rucio), ttl=settings.sites.ttl)
+    return CachedSiteSource(site_reader(settings.sites, rucio), ttl=settings.sites.ttl)
 
 
 def make_resolver(

@@ -27,7 +27,8 @@ from rucio_rd.geo import GeoLocator, LocationError
 from rucio_rd.model import Position, RankedReplica, Site, SiteCatalogue
 from rucio_rd.ranking import SORTS, NoSodaReplica, RankingError, choose, rank_replicas
 from rucio_rd.rucio import RucioAuthError, RucioClient, RucioError, RucioUnavailable
-from rucio_rd.sites import CachedSiteSource, SiteSourceError
+from rucio_rd.site_cache import CachedSiteSource
+from rucio_rd.sites import SiteSourceError
 
 __all__ = [
     "ClientLocation",

@@ -29,16 +29,15 @@ import json
 import logging
 import math
 import os
-import threading
-import time
 import urllib.parse
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import requests
 
-from rucio_rd.http import TransportError, fetch, redact_url, scrub
+from rucio_rd.http import TransportError, fetch, redact_url
 from rucio_rd.model import SODA_ASYNC, SODA_SYNC, Position, Site, SiteCatalogue, SodaService
 
 __all__ = [
@@ -48,12 +47,16 @@ __all__ = [
     "RSE_ATTRIBUTE_SODA_ASYNC_URL",
     "RSE_ATTRIBUTE_SODA_RESOURCE_IDENTIFIER",
     "RSE_ATTRIBUTE_SODA_SYNC_URL",
-    "CachedSiteSource",
+    "SITE_SOURCES",
+    "RucioAttributeSource",
     "SiteDirectoryClient",
     "SiteSourceError",
+    "SourceKind",
     "catalogue_from_rse_attributes",
+    "describe_source",
     "load_site_file",
     "parse_site_directory",
+    "site_reader",
 ]
 
 log = logging.getLogger("rucio_rd.sites")
@@ -460,117 +463,59 @@ class SiteDirectoryClient:
         return f"SiteDirectoryClient({redact_url(self.url)!r}, timeout={self.timeout:g})"
 
 
-# --- caching ------------------------------------------------------------------
+# --- the table of sources -------------------------------------------------------
 
 
-class CachedSiteSource:
-    """A catalogue kept for a time-to-live, surviving outages of its source.
+class RucioAttributeSource:
+    """Reads the catalogue from Rucio's RSE attributes (``[sites] source = "rucio"``).
 
-    ``get()`` returns the cached catalogue while it is younger than ``ttl``
-    and fetches a new one otherwise.  If that fetch fails the last good copy
-    is served (with a warning in the log) and no new attempt is made for
-    ``retry_after`` seconds, so a dead directory is not hammered by every
-    request.  Only one thread fetches at a time; the others get the current
-    copy meanwhile (or, before there is any copy, wait for the first fetch).
-
-    Parameters
-    ----------
-    fetch : callable
-        Returns a fresh :class:`SiteCatalogue`, e.g. ``SiteDirectoryClient.fetch``.
-    ttl : float
-        Seconds a catalogue is used before it is refreshed.
-    clock : callable
-        Monotonic seconds; replaceable in tests.
-    retry_after : float
-        Seconds to wait after a failed fetch before trying again.
+    ``rucio`` is anything with ``list_rses()`` and ``rse_attributes(rse)``
+    (:class:`rucio_rd.rucio.RucioClient`).
     """
 
-    def __init__(self, fetch: Callable[[], SiteCatalogue], ttl: float,
-                 clock: Callable[[], float] = time.monotonic, retry_after: float = 30.0) -> None:
-        for name, value in (("ttl", ttl), ("retry_after", retry_after)):
-            if not (isinstance(value, int | float) and value >= 0 and math.isfinite(value)):
-                raise ValueError(f"{name}={value!r} must be a number of seconds >= 0")
-        self._fetch = fetch
-        self._ttl = float(ttl)
-        self._retry_after = float(retry_after)
-        self._clock = clock
-        self._refresh_lock = threading.Lock()
-        self._catalogue: SiteCatalogue | None = None
-        self._fetched_at: float | None = None
-        self._failed_at: float | None = None
-        self._last_error: str | None = None
+    def __init__(self, rucio: Any) -> None:
+        self.rucio = rucio
 
-    @property
-    def age(self) -> float | None:
-        """Seconds since the current catalogue was fetched; None before the first."""
-        fetched_at = self._fetched_at
-        return None if fetched_at is None else self._clock() - fetched_at
+    def fetch(self) -> SiteCatalogue:
+        return catalogue_from_rse_attributes(
+            {rse: self.rucio.rse_attributes(rse) for rse in self.rucio.list_rses()})
 
-    @property
-    def last_error(self) -> str | None:
-        """Why the latest fetch failed; None if it succeeded (or none was made)."""
-        return self._last_error
 
-    def _waiting_for_retry(self, now: float) -> bool:
-        return self._failed_at is not None and now - self._failed_at < self._retry_after
+@dataclass(frozen=True)
+class SourceKind:
+    """One choice of ``[sites] source``: how messages name it, and how to read it once.
 
-    def _is_fresh(self, now: float) -> bool:
-        return self._fetched_at is not None and now - self._fetched_at < self._ttl
+    ``where`` takes the ``[sites]`` settings; ``reader`` takes them and the
+    Rucio client and returns a function that reads the source once.
+    """
 
-    def get(self) -> SiteCatalogue:
-        """The current catalogue, refreshed if it is older than the TTL.
+    where: Callable[[Any], str]
+    reader: Callable[[Any, Any], Callable[[], SiteCatalogue]]
 
-        Raises
-        ------
-        SiteSourceError
-            If there has never been a good copy and the source fails (or
-            failed less than ``retry_after`` seconds ago).
-        """
-        catalogue = self._catalogue
-        now = self._clock()
-        if catalogue is not None and (self._is_fresh(now) or self._waiting_for_retry(now)):
-            return catalogue
-        if catalogue is not None:
-            if not self._refresh_lock.acquire(blocking=False):
-                return catalogue  # another thread is refreshing
-        else:
-            self._refresh_lock.acquire()  # wait for the first copy
-        try:
-            return self._refresh()
-        finally:
-            self._refresh_lock.release()
 
-    def _refresh(self) -> SiteCatalogue:
-        """Fetch unless another thread just did; called with the refresh lock held."""
-        now = self._clock()
-        catalogue = self._catalogue
-        if catalogue is not None and (self._is_fresh(now) or self._waiting_for_retry(now)):
-            return catalogue
-        if catalogue is None and self._waiting_for_retry(now):
-            wait = self._retry_after - (now - (self._failed_at or now))
-            raise SiteSourceError(
-                f"no site information yet: {self._last_error}; next attempt in {wait:.0f} s"
-            )
-        try:
-            fresh = self._fetch()
-            if not isinstance(fresh, SiteCatalogue):
-                raise TypeError(f"the site source returned {type(fresh).__name__}, "
-                                "not a SiteCatalogue")
-        except Exception as exc:  # noqa: BLE001 (any failure must leave the last copy in service)
-            self._failed_at = self._clock()
-            self._last_error = scrub(str(exc)) or type(exc).__name__
-            if catalogue is None:
-                raise SiteSourceError(
-                    f"no site information: {self._last_error}; "
-                    f"next attempt in {self._retry_after:.0f} s"
-                ) from exc
-            log.warning(
-                "site information could not be refreshed (%s); serving the copy from %.0f s "
-                "ago, next attempt in %.0f s", self._last_error, self.age or 0.0, self._retry_after,
-            )
-            return catalogue
-        self._catalogue = fresh
-        self._fetched_at = self._clock()
-        self._failed_at = None
-        self._last_error = None
-        return fresh
+#: The choices of ``[sites] source`` (rucio_rd.config validates against it); a new
+#: source is a row here, its tests and its keys in the configuration template.
+SITE_SOURCES: dict[str, SourceKind] = {
+    "site_directory": SourceKind(
+        where=lambda sites: sites.url or "(no [sites] url)",
+        reader=lambda sites, rucio: SiteDirectoryClient(sites.url, timeout=sites.timeout).fetch,
+    ),
+    "file": SourceKind(
+        where=lambda sites: sites.file or "(no [sites] file)",
+        reader=lambda sites, rucio: lambda: load_site_file(sites.file),
+    ),
+    "rucio": SourceKind(
+        where=lambda sites: "Rucio's RSE attributes",
+        reader=lambda sites, rucio: RucioAttributeSource(rucio).fetch,
+    ),
+}
+
+
+def site_reader(sites: Any, rucio: Any) -> Callable[[], SiteCatalogue]:
+    """One uncached read of the source ``sites`` (the ``[sites]`` settings) names."""
+    return SITE_SOURCES[sites.source].reader(sites, rucio)
+
+
+def describe_source(sites: Any) -> str:
+    """The source ``sites`` names, in words: its URL, its file, or Rucio."""
+    return SITE_SOURCES[sites.source].where(sites)

@@ -1,4 +1,4 @@
-"""Unit tests for rucio_rd.dependencies: which site source the settings choose."""
+"""Unit tests for rucio_rd.dependencies and the table of site sources."""
 
 from __future__ import annotations
 
@@ -68,9 +68,11 @@ def test_unreadable_password_file_names_the_key_not_the_content(tmp_path: Path) 
         settings_with(tmp_path, f'[rucio]\npassword_file = "{tmp_path / "nope"}"\n')
 
 
-def test_every_site_source_choice_has_a_fetcher() -> None:
-    from rucio_rd import config, dependencies
+def test_the_site_source_table_is_what_the_configuration_accepts(tmp_path: Path) -> None:
+    from rucio_rd import config, sites
 
-    assert set(dependencies.SITE_FETCHERS) == set(config.SITE_SOURCES)
-    for source in config.SITE_SOURCES:
-        assert config.SiteSettings(source=source).where()
+    for source in sites.SITE_SOURCES:
+        settings = settings_with(tmp_path, f'[sites]\nsource = "{source}"\n')
+        assert sites.describe_source(settings.sites)
+    with pytest.raises(config.ConfigError, match="is not one of site_directory, file, rucio"):
+        settings_with(tmp_path, '[sites]\nsource = "ldap"\n')

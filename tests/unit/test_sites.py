@@ -17,8 +17,8 @@ import pytest
 import requests
 
 from rucio_rd.model import SODA_ASYNC, SODA_SYNC, Position, Site, SiteCatalogue, SodaService
+from rucio_rd.site_cache import CachedSiteSource
 from rucio_rd.sites import (
-    CachedSiteSource,
     SiteDirectoryClient,
     SiteSourceError,
     catalogue_from_rse_attributes,
