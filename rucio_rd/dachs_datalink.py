@@ -2,13 +2,13 @@
 
 ``inputs/rucio/dlcore.py`` hands :class:`RucioDatalinkCore` to DaCHS as a
 custom core of the service ``rucio/rucio#dl`` (``/rucio/rucio/dl/dlmeta``).
-The decisions are made in :mod:`rucio_rd.links`; this module only:
+The decisions are made by :func:`rucio_rd.datalink.answer`; this module only:
 
-- reads the request (IDs, parameters, the client's address),
-- asks the shared :class:`~rucio_rd.links.ReplicaResolver` for all IDs at once,
-- turns the answers into DaCHS link definitions, fault rows and *external*
-  SODA service descriptors (DaCHS's own core only describes services of its
-  own server), and
+- reads the request (its arguments, MAXREC, the client's address) and makes
+  that one call with the process's shared resolver,
+- turns the rows into DaCHS link definitions, fault rows and *external* SODA
+  service descriptors (DaCHS's own core only describes services of its own
+  server), and
 - renders the DataLink VOTable with the UCDs of DataLink 1.1 and the DataLink
   media type whatever Accept says (DaCHS's stock answers fail datalinklint on
   both).
@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from gavo import base, rsc, svcs, utils
@@ -32,22 +32,22 @@ from gavo.protocols import datalink
 from gavo.votable import V
 
 from rucio_rd import config, links
+from rucio_rd import datalink as decisions
 from rucio_rd.availability import MISCONFIGURED, Availability
-from rucio_rd.model import SODA_SYNC, SodaService
+from rucio_rd.dachs_config import load_dachs_settings
+from rucio_rd.ranking import sort_parameter_description
 
 __all__ = ["DachsLogHandler", "RucioDatalinkCore", "install_availability",
            "install_client_hook", "install_dachs_logging"]
 
 CLIENT_KEY = "rucio_rd.client"
 DATALINK_TYPE = "application/x-votable+xml;content=datalink"
-MAX_IDS = 1000
 
 # Service parameters besides ID (RESPONSEFORMAT and MAXREC come from DaCHS's
 # DALI handling).  They are text so that a bad value becomes a fault row for
 # each ID, as DataLink wants, rather than a whole-request error.
 PARAMETERS = (
-    ("sort", "How to order the replicas: nearest_by_client (default, by great-circle"
-     " distance to the client's geolocated address) or random."),
+    ("sort", sort_parameter_description()),
     ("ranking", "Which replica to put first: 0 (default) is the nearest, 1 the next..."),
     ("client_ip_address", "Geolocate this IP address instead of the caller's."),
     ("must_include_soda", "True: only replicas at sites offering a SODA (cutout) service."),
@@ -116,12 +116,11 @@ class ExternalSodaDescriptor:
 
     rendName = None  # not one of this server's renderers
 
-    def __init__(self, did: str, service: SodaService, site_name: str) -> None:
-        self.pubDID = did
-        self.service = service
-        kind = "sync" if service.standard_id == SODA_SYNC else "async"
-        self.kind = kind
-        self.description = f"SODA {kind} cutout service for {did} at {site_name}"
+    def __init__(self, link: decisions.SodaLink) -> None:
+        self.pubDID = link.did
+        self.service = link.service
+        self.kind = link.kind
+        self.description = link.description
 
     def asVOT(self, ctx: Any, accessURL: str | None = None, linkIdTo: str | None = None) -> Any:
         resource = V.RESOURCE(
@@ -165,8 +164,8 @@ def install_client_hook() -> None:
             peer = None
         self.queryMeta[CLIENT_KEY] = {
             "peer": peer,
-            "x-forwarded-for": request.getHeader("x-forwarded-for"),
-            "x-real-ip": request.getHeader("x-real-ip"),
+            "x_forwarded_for": request.getHeader("x-forwarded-for"),
+            "x_real_ip": request.getHeader("x-real-ip"),
         }
 
     renderer.__init__ = __init__
@@ -210,9 +209,9 @@ def _shared_resolver(table_name: str) -> tuple[links.ReplicaResolver, config.Set
     """The process-wide resolver and settings, built from the configuration on first use."""
     with _shared_lock:
         if "resolver" not in _shared:
-            from rucio_rd import dachs_import, dependencies
+            from rucio_rd import dependencies
 
-            settings = dachs_import.load_dachs_settings()
+            settings = load_dachs_settings()
             resolver = dependencies.make_resolver(
                 settings, metadata_lookup=lambda dids: _table_metadata(table_name, dids)
             )
@@ -261,64 +260,14 @@ def _table_metadata(table_name: str, dids: Sequence[str]) -> dict[str, links.Fil
     return result
 
 
-def _describe(link_set: links.LinkSet, rank: int, by_distance: bool, ranking: int = 0) -> str:
-    ranked = link_set.replicas[rank]
-    what = link_set.metadata.obs_id or link_set.did
-    where = ranked.replica.rse
-    if ranked.site is not None and ranked.site.name != ranked.replica.rse:
-        where = f"{ranked.site.name} ({ranked.replica.rse})"
-    text = f"{what} at {where}"
-    if ranked.distance_km is not None:
-        text += f", {ranked.distance_km:,.0f} km from the client"
-    if rank == 0:
-        if by_distance and ranking == 0:
-            return f"{text}: nearest replica"
-        return f"{text}: chosen replica" + (f" (ranking={ranking})" if ranking else "")
-    return f"{text}: fallback {rank}"
-
-
-def _link_defs(
-    link_set: links.LinkSet, by_distance: bool, ranking: int = 0
-) -> list[datalink.LinkDef]:
-    length = link_set.metadata.content_length
-    if length is None:
-        length = link_set.file_bytes
-    return [
-        datalink.LinkDef(
-            link_set.did, ranked.replica.pfn, semantics="#this",
-            description=_describe(link_set, rank, by_distance, ranking),
-            contentType=link_set.metadata.content_type, contentLength=length,
-        )
-        for rank, ranked in enumerate(link_set.replicas)
-    ]
-
-
-def _fault_def(fault: links.LinkFault) -> datalink.LinkDef:
-    # The ID is echoed as given, but control characters would make invalid XML.
-    return datalink.LinkDef(
-        links.printable(fault.did), None, errorMessage=f"{fault.fault}: {fault.message}",
-        semantics="#this",
-    )
-
-
-def _choice_info(request: links.DatalinkRequest, client: links.ClientLocation,
-                 locator_description: str) -> tuple[str, str]:
-    if request.sort == "random":
-        how = "replicas in random order"
-    elif client.position is not None:
-        position = client.position
-        label = f" ({position.label})" if position.label else ""
-        how = (f"replicas ordered by great-circle distance from {client.address}{label}"
-               f" at {position.latitude:.2f}, {position.longitude:.2f}, located from"
-               f" {client.source} with {locator_description}")
-    else:
-        how = (f"the client could not be located ({client.problem}); replicas are in"
-               " no particular order")
-    if request.ranking:
-        how += f"; ranking={request.ranking} puts the replica of that rank first"
-    if request.must_include_soda:
-        how += "; only sites offering SODA"
-    return request.sort, how
+def _link_def(row: decisions.ReplicaLink | links.LinkFault) -> datalink.LinkDef:
+    """DaCHS's link definition of a ``#this`` row or a fault row."""
+    if isinstance(row, links.LinkFault):
+        did, message = decisions.error_message(row)
+        return datalink.LinkDef(did, None, errorMessage=message, semantics="#this")
+    return datalink.LinkDef(row.did, row.access_url, semantics="#this",
+                            description=row.description, contentType=row.content_type,
+                            contentLength=row.content_length)
 
 
 class RucioDatalinkCore(datalink.DatalinkCore):
@@ -363,66 +312,27 @@ class RucioDatalinkCore(datalink.DatalinkCore):
             # Metadata pages (capabilities, info) ask without a request: answer
             # with an empty adapted core, never with self, which DaCHS would cache.
             args = {}
-        ids = links.all_values(args, "ID")
-        maxrec = queryMeta["dbLimit"]
-        if maxrec is not None and maxrec < 0:
-            raise base.ValidationError(f"MAXREC={maxrec} must not be negative", "MAXREC")
-        # Every ID gives at least one row: never resolve more IDs than can be shown.
-        limit = MAX_IDS if maxrec is None else min(MAX_IDS, maxrec)
-        groups, info = self._links(ids[:limit], args, queryMeta)
-        rows, overflowed = links.crop_groups(groups, maxrec)
-        overflowed = overflowed or len(ids) > limit
+        table = self.contract.getById("main").getQName()
+        try:
+            result = decisions.answer(
+                args, decisions.ClientFacts(**(queryMeta.get(CLIENT_KEY) or {})),
+                queryMeta["dbLimit"], lambda: _shared_resolver(table))
+        except links.UsageError as exc:
+            raise base.ValidationError(str(exc), exc.parameter or "ID") from None
 
         adapted = self.change(inputTable=base.makeStruct(
             svcs.InputTD, inputKeys=self.inputKeys[:], exclusive=True))
         adapted.run = adapted.runForMeta
         adapted.nocache = True
-        adapted.datalinkLinks = [row for row in rows
-                                 if not isinstance(row, ExternalSodaDescriptor)]
-        adapted.datalinkEndpoints = [row for row in rows
-                                     if isinstance(row, ExternalSodaDescriptor)]
+        adapted.datalinkLinks = [_link_def(row) for row in result.rows
+                                 if not isinstance(row, decisions.SodaLink)]
+        adapted.datalinkEndpoints = [ExternalSodaDescriptor(row) for row in result.rows
+                                     if isinstance(row, decisions.SodaLink)]
         adapted.descriptors, adapted.errors = [], []
-        adapted.overflowed = overflowed
-        adapted.choice_info = info
-        adapted.had_ids = bool(ids)
+        adapted.overflowed = result.overflowed
+        adapted.choice_info = result.ranking
+        adapted.had_ids = result.had_ids
         return adapted
-
-    def _links(self, ids: list[str], args: Mapping[str, Any],
-               queryMeta: Any) -> tuple[list[list[Any]], Any]:
-        """Per ID, in ID order, its rows: link definitions and SODA descriptors."""
-        if not ids:
-            return [], None
-        try:
-            request = links.parse_request(args)
-        except links.UsageError as exc:
-            return [[_fault_def(links.LinkFault(did, "UsageFault", str(exc)))]
-                    for did in ids], None
-        try:
-            resolver, settings = _shared_resolver(self.contract.getById("main").getQName())
-        except (config.ConfigError, ValueError) as exc:
-            # Not the client's fault, and nothing a retry fixes: say what to fix.
-            message = f"the service is misconfigured: {exc}"
-            base.ui.notifyError(f"rucio_rd: {message}")
-            return [[_fault_def(links.LinkFault(did, "FatalFault", message))]
-                    for did in ids], None
-        seen = queryMeta.get(CLIENT_KEY) or {}
-        address, source = links.client_address(
-            request.client_ip_address, seen.get("peer"), seen, settings.geoip.trusted_proxies)
-        client = resolver.locate(request, address, source)
-        by_distance = request.sort == "nearest_by_client" and client.position is not None
-        groups: list[list[Any]] = []
-        for result in resolver.resolve(ids, request, client):
-            if isinstance(result, links.LinkFault):
-                groups.append([_fault_def(result)])
-                continue
-            group: list[Any] = _link_defs(result, by_distance, request.ranking)
-            site = result.chosen_site
-            if site is not None:
-                for service in (site.soda_sync, site.soda_async):
-                    if service is not None:
-                        group.append(ExternalSodaDescriptor(result.did, service, site.name))
-            groups.append(group)
-        return groups, _choice_info(request, client, resolver.locator.description)
 
     def getDatalinksResource(self, ctx: Any, service: Any) -> Any:
         rows = list(self.datalinkLinks)
@@ -456,7 +366,7 @@ class RucioDatalinkCore(datalink.DatalinkCore):
                 vot[V.INFO(name="replica_ranking", value=sort)[how]]
             if self.overflowed:
                 vot[V.INFO(name="QUERY_STATUS", value="OVERFLOW")[
-                    "Results cropped at MAXREC (or at most 1000 IDs per request)."]]
+                    f"Results cropped at MAXREC (or at most {decisions.MAX_IDS} IDs per request)."]]
             else:
                 vot[V.INFO(name="QUERY_STATUS", value="OK")]
             return response_media_type(inputTable.getParam("responseformat")), vot.render()

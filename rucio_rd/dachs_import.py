@@ -12,16 +12,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from rucio_rd import config, metadata
+from rucio_rd import metadata
+from rucio_rd.dachs_config import load_dachs_settings
 
-__all__ = ["iterate_rows", "load_dachs_settings"]
-
-
-def load_dachs_settings() -> config.Settings:
-    """The plugin's settings as seen from inside DaCHS."""
-    from gavo import base
-
-    return config.load_settings(config.find_config_file(base.getConfig("rootDir")))
+__all__ = ["iterate_rows"]
 
 
 def iterate_rows() -> Iterator[dict[str, Any]]:

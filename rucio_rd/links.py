@@ -21,28 +21,39 @@ import random
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
 from rucio_rd.geo import GeoLocator, LocationError
 from rucio_rd.model import Position, RankedReplica, Site, SiteCatalogue
-from rucio_rd.ranking import SORTS, NoSodaReplica, RankingError, choose, rank_replicas
+from rucio_rd.ranking import (
+    DEFAULT_SORT,
+    SORT_METHODS,
+    SORTS,
+    NoSodaReplica,
+    RankingError,
+    choose,
+    rank_replicas,
+)
 from rucio_rd.rucio import RucioAuthError, RucioClient, RucioError, RucioUnavailable
 from rucio_rd.site_cache import CachedSiteSource
 from rucio_rd.sites import SiteSourceError
 
 __all__ = [
     "ClientLocation",
-    "all_values",
-    "crop_groups",
     "DatalinkRequest",
+    "Fault",
     "FileMetadata",
     "LinkFault",
     "LinkSet",
     "ReplicaResolver",
     "UsageError",
+    "all_values",
     "client_address",
+    "crop_groups",
     "parse_did",
     "parse_request",
+    "printable",
 ]
 
 log = logging.getLogger("rucio_rd.links")
@@ -56,7 +67,24 @@ _FALSE = ("false", "no", "0", "off", "f", "n", "")
 
 
 class UsageError(ValueError):
-    """A parameter the client got wrong; the message says which and what is allowed."""
+    """A parameter the client got wrong; the message says which and what is allowed.
+
+    ``parameter`` names it where the whole request fails on it (e.g. MAXREC).
+    """
+
+    def __init__(self, message: str, parameter: str | None = None) -> None:
+        super().__init__(message)
+        self.parameter = parameter
+
+
+class Fault(StrEnum):
+    """The DataLink 1.1 error codes this service answers with, in error_message rows."""
+
+    NOT_FOUND = "NotFoundFault"  # no such file, no replica, no SODA site
+    USAGE = "UsageFault"  # the client got a parameter or an ID wrong
+    TRANSIENT = "TransientFault"  # Rucio or the site information is down: retry later
+    FATAL = "FatalFault"  # the service is misconfigured: the operator must act
+    DEFAULT = "DefaultFault"  # anything else
 
 
 def _echo(value: str) -> str:
@@ -69,7 +97,7 @@ def _echo(value: str) -> str:
 class DatalinkRequest:
     """The service's parameters other than ID, validated."""
 
-    sort: str = "nearest_by_client"
+    sort: str = DEFAULT_SORT
     ranking: int = 0
     client_ip_address: str | None = None
     must_include_soda: bool = False
@@ -106,8 +134,8 @@ def parse_request(args: Mapping[str, Any]) -> DatalinkRequest:
     matched case-insensitively when ``args`` is DaCHS's CaseSemisensitiveDict
     (upper-case lookups), and also in their lower-case spelling otherwise.
     """
-    sort = _single(args, "sort") or "nearest_by_client"
-    if sort not in SORTS:
+    sort = _single(args, "sort") or DEFAULT_SORT
+    if sort not in SORT_METHODS:
         raise UsageError(f"sort={_echo(sort)} is not one of {', '.join(SORTS)}")
     ranking_text = _single(args, "ranking")
     ranking = 0
@@ -246,7 +274,7 @@ class LinkFault:
     """The answer for an ID that gets no links: a DataLink fault row."""
 
     did: str
-    fault: str  # NotFoundFault, UsageFault, TransientFault, DefaultFault
+    fault: Fault
     message: str
 
 
@@ -288,12 +316,12 @@ class ReplicaResolver:
             try:
                 scope, name = parse_did(raw)
             except UsageError as exc:
-                results[index] = LinkFault(raw, "UsageFault", str(exc))
+                results[index] = LinkFault(raw, Fault.USAGE, str(exc))
                 continue
-            if request.sort == "nearest_by_client" and client.position is None:
+            if SORT_METHODS[request.sort].needs_client_position and client.position is None:
                 if client.source == "client_ip_address parameter":
                     results[index] = LinkFault(
-                        raw, "UsageFault",
+                        raw, Fault.USAGE,
                         f"client_ip_address cannot be geolocated: {client.problem}",
                     )
                     continue
@@ -318,12 +346,12 @@ class ReplicaResolver:
             # the operator's log; the client learns what happened and what to do.
             log.warning("replica listing failed: %s", exc)
             if isinstance(exc, RucioUnavailable):
-                fault, message = "TransientFault", "Rucio is unavailable; try again later"
+                fault, message = Fault.TRANSIENT, "Rucio is unavailable; try again later"
             elif isinstance(exc, RucioAuthError):
-                fault, message = "FatalFault", (
+                fault, message = Fault.FATAL, (
                     "Rucio refused the service's credentials; the operator must fix them")
             else:
-                fault, message = "DefaultFault", (
+                fault, message = Fault.DEFAULT, (
                     f"Rucio could not list the replicas ({type(exc).__name__});"
                     " the service's log has the details")
             for index, did in wanted.items():
@@ -345,7 +373,7 @@ class ReplicaResolver:
                 # Not "no SODA site": we cannot tell which sites offer SODA right now.
                 # (The reason, with internal addresses, is in the log.)
                 results[index] = LinkFault(
-                    did, "TransientFault",
+                    did, Fault.TRANSIENT,
                     "site information is unavailable, so the sites offering SODA are"
                     " unknown; try again later",
                 )
@@ -362,10 +390,10 @@ class ReplicaResolver:
         client: ClientLocation,
     ) -> LinkSet | LinkFault:
         if did in listing.missing or did not in listing.found:
-            return LinkFault(did, "NotFoundFault", f"Rucio knows no file {did}")
+            return LinkFault(did, Fault.NOT_FOUND, f"Rucio knows no file {did}")
         found = listing.found[did]
         if not found.replicas:
-            return LinkFault(did, "NotFoundFault", f"{did} has no available replica")
+            return LinkFault(did, Fault.NOT_FOUND, f"{did} has no available replica")
         try:
             ranked = rank_replicas(
                 found.replicas, catalogue, client.position, request.sort,
@@ -373,7 +401,7 @@ class ReplicaResolver:
             )
             ordered = choose(ranked, request.ranking)
         except NoSodaReplica as exc:
-            return LinkFault(did, "NotFoundFault", str(exc))
+            return LinkFault(did, Fault.NOT_FOUND, str(exc))
         except RankingError as exc:
-            return LinkFault(did, "UsageFault", str(exc))
+            return LinkFault(did, Fault.USAGE, str(exc))
         return LinkSet(did, tuple(ordered), metadata.get(did, FileMetadata()), found.bytes)

@@ -16,21 +16,76 @@ and an empty result -> NotFoundFault).
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 from rucio_rd.geo import great_circle_km
 from rucio_rd.model import Position, RankedReplica, Replica, Site, SiteCatalogue
 
 __all__ = [
+    "DEFAULT_SORT",
     "SORTS",
+    "SORT_METHODS",
+    "SortMethod",
     "NoSodaReplica",
     "RankingError",
     "choose",
     "rank_replicas",
+    "sort_parameter_description",
 ]
 
+@dataclass(frozen=True)
+class SortMethod:
+    """One value of the ``sort`` parameter.
+
+    ``order`` puts already ranked replicas (nearest first, ties by name) into
+    this method's order, using ``rng`` where it needs chance;
+    ``needs_client_position`` says whether it means anything without knowing
+    where the client is; ``description`` is for the parameter's documentation
+    and ``summary`` completes "replicas ..." in the explanation of an answer.
+    """
+
+    order: Callable[[list[RankedReplica], random.Random], list[RankedReplica]]
+    needs_client_position: bool
+    description: str
+    summary: str
+
+
+def _shuffled(ranked: list[RankedReplica], rng: random.Random) -> list[RankedReplica]:
+    # The input is sorted, so the outcome depends on rng alone, not on the order
+    # in which Rucio listed the replicas.
+    rng.shuffle(ranked)
+    return ranked
+
+
+#: The ``sort`` methods, the default first.  A new method is a row here and its test;
+#: the parameter's description, its validation and the answer's INFO derive from it.
+SORT_METHODS: dict[str, SortMethod] = {
+    "nearest_by_client": SortMethod(
+        order=lambda ranked, rng: ranked,
+        needs_client_position=True,
+        description="by great-circle distance between the client's geolocated address"
+                    " and each replica's site, nearest first",
+        summary="ordered by great-circle distance from",
+    ),
+    "random": SortMethod(
+        order=_shuffled,
+        needs_client_position=False,
+        description="in random order",
+        summary="in random order",
+    ),
+}
+DEFAULT_SORT = next(iter(SORT_METHODS))
 #: The accepted values of ``sort``; the first is the default.
-SORTS = ("nearest_by_client", "random")
+SORTS = tuple(SORT_METHODS)
+
+
+def sort_parameter_description() -> str:
+    """The ``sort`` parameter's documentation, from :data:`SORT_METHODS`."""
+    choices = "; ".join(
+        f"{name}{' (default)' if name == DEFAULT_SORT else ''}: {method.description}"
+        for name, method in SORT_METHODS.items())
+    return f"How to order the replicas: {choices}."
 
 
 class RankingError(ValueError):
@@ -63,7 +118,7 @@ def rank_replicas(
     replicas: Sequence[Replica],
     catalogue: SiteCatalogue,
     client: Position | None,
-    sort: str = "nearest_by_client",
+    sort: str = DEFAULT_SORT,
     must_include_soda: bool = False,
     rng: random.Random | None = None,
 ) -> list[RankedReplica]:
@@ -76,12 +131,13 @@ def rank_replicas(
     catalogue : SiteCatalogue
         Where each RSE is and what its site offers.
     client : Position or None
-        Where the client is.  With ``nearest_by_client`` and no client
-        position, the replicas come in RSE-name order.
+        Where the client is.  Without it, distances are unknown and the
+        replicas come in RSE-name order before a method reorders them.
     sort : str
-        ``"nearest_by_client"``: by great-circle distance to the client,
-        ties by RSE name, replicas without a known position last (by RSE
-        name).  ``"random"``: a uniform shuffle.
+        A key of :data:`SORT_METHODS`.  The replicas are first ranked by
+        great-circle distance to the client, ties by RSE name, replicas without
+        a known position last (by RSE name); the method then orders that list
+        (``"nearest_by_client"`` keeps it, ``"random"`` shuffles it).
     must_include_soda : bool
         Keep only replicas whose site offers a SODA service.
     rng : random.Random or None
@@ -101,7 +157,8 @@ def rank_replicas(
         If ``must_include_soda`` is set and no replica's site offers SODA;
         the message names the RSEs considered.
     """
-    if sort not in SORTS:
+    method = SORT_METHODS.get(sort)
+    if method is None:
         raise RankingError(f"sort={sort!r} is not supported; use one of {', '.join(SORTS)}")
     ranked = [
         RankedReplica(replica, site, _distance(client, site))
@@ -117,14 +174,8 @@ def rank_replicas(
                 "retry without must_include_soda"
             )
         ranked = with_soda
-    if sort == "random":
-        # Sort first so that the outcome depends on rng alone, not on the
-        # order in which Rucio listed the replicas.
-        ranked.sort(key=_nearest_first)
-        (rng if rng is not None else random.Random()).shuffle(ranked)
-    else:
-        ranked.sort(key=_nearest_first)
-    return ranked
+    ranked.sort(key=_nearest_first)
+    return method.order(ranked, rng if rng is not None else random.Random())
 
 
 def choose(ranked: Sequence[RankedReplica], ranking: int = 0) -> list[RankedReplica]:

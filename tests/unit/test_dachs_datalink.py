@@ -8,9 +8,8 @@ from gavo.formats import votablewrite
 from gavo.votable import V
 
 from rucio_rd import dachs_datalink as dl
+from rucio_rd.datalink import SodaLink
 from rucio_rd.links import (
-    ClientLocation,
-    DatalinkRequest,
     FileMetadata,
     LinkFault,
     LinkSet,
@@ -58,47 +57,9 @@ def test_other_responseformats_are_usage_errors(given) -> None:
         dl.response_media_type(given)
 
 
-def test_this_rows_chosen_first_with_metadata_and_distance() -> None:
-    rows = [d.asDict() for d in dl._link_defs(link_set(), by_distance=True)]
-    assert [row["access_url"] for row in rows] == ["https://uk/f.fits", "https://es/f.fits"]
-    assert {row["semantics"] for row in rows} == {"#this"}
-    assert rows[0]["content_length"] == 99 and rows[0]["content_type"] == "application/fits"
-    assert rows[0]["description"] == (
-        "Eridanus at UKSRC (UK_RSE), 12 km from the client: nearest replica")
-    assert rows[1]["description"].endswith("1,650 km from the client: fallback 1")
-
-
-def test_without_table_metadata_the_length_comes_from_rucio_and_the_did_names_it() -> None:
-    rows = [d.asDict() for d in dl._link_defs(link_set(FileMetadata()), by_distance=False)]
-    assert rows[0]["content_length"] == 1234
-    assert rows[0]["description"].startswith("s:f.fits at UKSRC")
-    assert rows[0]["description"].endswith(": chosen replica")
-
-
-def test_fault_rows_carry_code_and_message_and_a_printable_id() -> None:
-    row = dl._fault_def(LinkFault("a\x00b", "UsageFault", "bad")).asDict()
-    assert row["error_message"] == "UsageFault: bad"
-    assert row["ID"] == "a\ufffdb" and row["access_url"] is None
-
-
-def test_choice_info_names_method_address_place_and_database() -> None:
-    client = ClientLocation("130.246.210.120", "client_ip_address parameter",
-                            Position(51.71, -1.36, "Appleton, GB"))
-    sort, text = dl._choice_info(DatalinkRequest(ranking=1, must_include_soda=True), client, "DB")
-    assert sort == "nearest_by_client"
-    assert "130.246.210.120 (Appleton, GB) at 51.71, -1.36" in text
-    assert "with DB" in text and "ranking=1" in text and "only sites offering SODA" in text
-
-
-def test_choice_info_when_the_client_cannot_be_located() -> None:
-    client = ClientLocation("127.0.0.1", "peer", problem="127.0.0.1 is a loopback address")
-    _, text = dl._choice_info(DatalinkRequest(), client, "DB")
-    assert "could not be located (127.0.0.1 is a loopback address)" in text
-
-
 def test_soda_descriptor_is_an_adhoc_service_with_the_soda_parameters() -> None:
     ctx = votablewrite.VOTableContext(tablecoding="td")
-    descriptor = dl.ExternalSodaDescriptor("s:f.fits", SYNC, "SPSRC")
+    descriptor = dl.ExternalSodaDescriptor(SodaLink("s:f.fits", SYNC, "SPSRC"))
     xml = V.VOTABLE[descriptor.asVOT(ctx)].render().decode()
     assert 'type="meta"' in xml and 'utype="adhoc:service"' in xml
     assert 'value="https://soda.es:443/soda/sync"' in xml
@@ -108,14 +69,8 @@ def test_soda_descriptor_is_an_adhoc_service_with_the_soda_parameters() -> None:
         assert f'name="{name}"' in xml
     assert 'xtype="circle"' in xml
     assert descriptor.kind == "sync"
-    assert dl.ExternalSodaDescriptor("s:f", SodaService(SODA_ASYNC, "u", None), "X").kind == (
-        "async")
-
-
-def test_with_a_ranking_the_first_row_is_the_chosen_not_the_nearest() -> None:
-    rows = [d.asDict() for d in dl._link_defs(link_set(), by_distance=True, ranking=1)]
-    assert rows[0]["description"].endswith(": chosen replica (ranking=1)")
-    assert rows[1]["description"].endswith(": fallback 1")
+    assert dl.ExternalSodaDescriptor(
+        SodaLink("s:f", SodaService(SODA_ASYNC, "u", None), "X")).kind == "async"
 
 
 # --- the package's log records reach DaCHS's logs -----------------------------------------
@@ -147,6 +102,12 @@ def test_log_records_go_to_dachs_notifications_by_level(monkeypatch: pytest.Monk
         ("Warning", "rucio_rd.test_logging: site directory down"),
         ("Error", "rucio_rd.test_logging: misconfigured"),
     ]
+
+
+def test_fault_rows_become_dachs_link_definitions_with_a_printable_id() -> None:
+    row = dl._link_def(LinkFault("a\x00b", "UsageFault", "bad")).asDict()
+    assert row["error_message"] == "UsageFault: bad"
+    assert row["ID"] == "a\ufffdb" and row["access_url"] is None
 
 
 def test_reload_empties_the_shared_service_objects() -> None:

@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-import random
-from dataclasses import dataclass, field
-
 import pytest
+from fakes import CATALOGUE, ES, FILES, UK, FakeRucio, FakeSites, located, resolver  # noqa: F401
 
-from rucio_rd.geo import LocationError
 from rucio_rd.links import (
     ClientLocation,
     DatalinkRequest,
     FileMetadata,
     LinkFault,
     LinkSet,
-    ReplicaResolver,
     UsageError,
     all_values,
     client_address,
@@ -23,18 +19,7 @@ from rucio_rd.links import (
     parse_request,
     printable,
 )
-from rucio_rd.model import (
-    SODA_SYNC,
-    FileReplicas,
-    Position,
-    Replica,
-    ReplicaListing,
-    Site,
-    SiteCatalogue,
-    SodaService,
-)
 from rucio_rd.rucio import RucioError, RucioUnavailable
-from rucio_rd.sites import SiteSourceError
 
 # --- parse_request -------------------------------------------------------------------
 
@@ -160,65 +145,6 @@ def test_bad_trusted_proxy_entries_are_ignored() -> None:
 
 
 # --- ReplicaResolver -----------------------------------------------------------------
-
-UK = Site("UKSRC", Position(51.57, -1.31, "UKSRC"))
-ES = Site("SPSRC", Position(37.19, -3.60, "SPSRC"),
-          soda_sync=SodaService(SODA_SYNC, "https://soda.es/sync", "ivo://es/soda"))
-CATALOGUE = SiteCatalogue({"UK_RSE": UK, "ES_RSE": ES})
-APPLETON = Position(51.7, -1.3, "Appleton, GB")
-
-
-@dataclass
-class FakeRucio:
-    files: dict[str, tuple[Replica, ...]]
-    calls: list[list[str]] = field(default_factory=list)
-    error: Exception | None = None
-
-    def list_replicas(self, dids):
-        self.calls.append(list(dids))
-        if self.error:
-            raise self.error
-        found = {did: FileReplicas(did, 100, self.files[did]) for did in dids
-                 if did in self.files}
-        return ReplicaListing(found, frozenset(set(dids) - set(found)))
-
-
-@dataclass
-class FakeSites:
-    error: bool = False
-
-    def get(self) -> SiteCatalogue:
-        if self.error:
-            raise SiteSourceError("site directory down")
-        return CATALOGUE
-
-
-class FakeLocator:
-    description = "test database"
-
-    def locate(self, address: str) -> Position:
-        if address == "1.2.3.4":
-            return APPLETON
-        raise LocationError(f"{address} is a private address and cannot be geolocated")
-
-
-FILES = {
-    "s:both": (Replica("ES_RSE", "https://es/both"), Replica("UK_RSE", "https://uk/both")),
-    "s:uk": (Replica("UK_RSE", "https://uk/uk"),),
-    "s:none": (),
-}
-
-
-def resolver(rucio: FakeRucio | None = None, sites: FakeSites | None = None) -> ReplicaResolver:
-    return ReplicaResolver(
-        rucio=rucio or FakeRucio(FILES), sites=sites or FakeSites(), locator=FakeLocator(),
-        metadata_lookup=lambda dids: {"s:both": FileMetadata("obs", "application/fits", 7)},
-        rng=random.Random(1),
-    )
-
-
-def located(address: str = "1.2.3.4", source: str = "client_ip_address parameter"):
-    return resolver().locate(DatalinkRequest(), address, source)
 
 
 def test_one_rucio_call_for_all_ids() -> None:

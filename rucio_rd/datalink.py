@@ -1,0 +1,251 @@
+"""A DataLink request in one call: the request's arguments and the client's
+address in, the rows of the answer and the explanation of the ranking out.
+
+:func:`answer` is everything the service decides.  It parses the parameters
+(:mod:`rucio_rd.links`), asks the shared :class:`~rucio_rd.links.ReplicaResolver`
+for all IDs at once, and turns each ID's result into rows, in ID order and kept
+together under MAXREC: :class:`ReplicaLink` (``#this``, the chosen replica
+first), :class:`SodaLink` (a SODA service of the chosen replica's site) or a
+:class:`~rucio_rd.links.LinkFault` (an error row).  The DaCHS side
+(:mod:`rucio_rd.dachs_datalink`) only reads the request, converts these rows
+into DaCHS's link definitions and service descriptors, and renders them.
+
+This module never imports DaCHS and never builds VOTables; a client's mistake
+in one ID is a fault row for that ID, never an exception.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from rucio_rd.config import ConfigError, Settings
+from rucio_rd.links import (
+    ClientLocation,
+    DatalinkRequest,
+    Fault,
+    LinkFault,
+    LinkSet,
+    ReplicaResolver,
+    UsageError,
+    all_values,
+    client_address,
+    crop_groups,
+    parse_request,
+    printable,
+)
+from rucio_rd.model import SODA_SYNC, SodaService
+from rucio_rd.ranking import SORT_METHODS
+
+__all__ = [
+    "MAX_IDS",
+    "ClientFacts",
+    "DatalinkAnswer",
+    "ReplicaLink",
+    "SodaLink",
+    "answer",
+    "error_message",
+    "explain_ranking",
+    "replica_links",
+]
+
+log = logging.getLogger("rucio_rd.datalink")
+
+#: The most IDs resolved in one request (each gives at least one row).
+MAX_IDS = 1000
+
+
+@dataclass(frozen=True)
+class ClientFacts:
+    """What the HTTP layer saw of the client: the peer and the forwarding headers."""
+
+    peer: str | None = None
+    x_forwarded_for: str | None = None
+    x_real_ip: str | None = None
+
+    @property
+    def headers(self) -> dict[str, str | None]:
+        return {"x-forwarded-for": self.x_forwarded_for, "x-real-ip": self.x_real_ip}
+
+
+@dataclass(frozen=True)
+class ReplicaLink:
+    """A ``#this`` row: one replica of a file."""
+
+    did: str
+    access_url: str
+    description: str
+    content_type: str | None
+    content_length: int | None
+
+
+@dataclass(frozen=True)
+class SodaLink:
+    """A SODA service of the chosen replica's site: a ``#proc`` row and its descriptor."""
+
+    did: str
+    service: SodaService
+    site_name: str
+
+    @property
+    def kind(self) -> str:
+        return "sync" if self.service.standard_id == SODA_SYNC else "async"
+
+    @property
+    def description(self) -> str:
+        return f"SODA {self.kind} cutout service for {self.did} at {self.site_name}"
+
+
+Row = ReplicaLink | SodaLink | LinkFault
+
+
+@dataclass(frozen=True)
+class DatalinkAnswer:
+    """The rows to render, how the ranking was made, and whether rows were cut.
+
+    ``ranking`` is ``(sort method, explanation)`` for the ``replica_ranking``
+    INFO; None when no ID got as far as a ranking.  ``had_ids`` is False for
+    a request without any ID (a usage error of the whole request).
+    """
+
+    rows: list[Row]
+    ranking: tuple[str, str] | None
+    overflowed: bool
+    had_ids: bool
+
+
+def _describe(link_set: LinkSet, rank: int, by_distance: bool, ranking: int = 0) -> str:
+    ranked = link_set.replicas[rank]
+    what = link_set.metadata.obs_id or link_set.did
+    where = ranked.replica.rse
+    if ranked.site is not None and ranked.site.name != ranked.replica.rse:
+        where = f"{ranked.site.name} ({ranked.replica.rse})"
+    text = f"{what} at {where}"
+    if ranked.distance_km is not None:
+        text += f", {ranked.distance_km:,.0f} km from the client"
+    if rank == 0:
+        if by_distance and ranking == 0:
+            return f"{text}: nearest replica"
+        return f"{text}: chosen replica" + (f" (ranking={ranking})" if ranking else "")
+    return f"{text}: fallback {rank}"
+
+
+def replica_links(link_set: LinkSet, by_distance: bool, ranking: int = 0) -> list[ReplicaLink]:
+    """The ``#this`` rows of one file, chosen replica first, described for people.
+
+    ``by_distance`` says the order is by distance from a located client (so
+    the first is "nearest"); the length comes from the published table, else
+    from Rucio.
+    """
+    length = link_set.metadata.content_length
+    if length is None:
+        length = link_set.file_bytes
+    return [
+        ReplicaLink(link_set.did, ranked.replica.pfn,
+                    _describe(link_set, rank, by_distance, ranking),
+                    link_set.metadata.content_type, length)
+        for rank, ranked in enumerate(link_set.replicas)
+    ]
+
+
+def explain_ranking(request: DatalinkRequest, client: ClientLocation,
+                    locator_description: str) -> tuple[str, str]:
+    """The ``replica_ranking`` INFO: the sort method, and in words how the order was made."""
+    method = SORT_METHODS[request.sort]
+    if not method.needs_client_position:
+        how = f"replicas {method.summary}"
+    elif client.position is not None:
+        position = client.position
+        label = f" ({position.label})" if position.label else ""
+        how = (f"replicas {method.summary} {client.address}{label}"
+               f" at {position.latitude:.2f}, {position.longitude:.2f}, located from"
+               f" {client.source} with {locator_description}")
+    else:
+        how = (f"the client could not be located ({client.problem}); replicas are in"
+               " no particular order")
+    if request.ranking:
+        how += f"; ranking={request.ranking} puts the replica of that rank first"
+    if request.must_include_soda:
+        how += "; only sites offering SODA"
+    return request.sort, how
+
+
+def _fault_rows(ids: list[str], fault: Fault, message: str) -> list[list[Row]]:
+    return [[LinkFault(did, fault, message)] for did in ids]
+
+
+def _groups(ids: list[str], args: Mapping[str, Any], seen: ClientFacts,
+            service: Callable[[], tuple[ReplicaResolver, Settings]]
+            ) -> tuple[list[list[Row]], tuple[str, str] | None]:
+    """Per ID, in ID order, its rows; and the explanation of the ranking."""
+    try:
+        request = parse_request(args)
+    except UsageError as exc:
+        return _fault_rows(ids, Fault.USAGE, str(exc)), None
+    try:
+        resolver, settings = service()
+    except (ConfigError, ValueError) as exc:
+        # Not the client's fault, and nothing a retry fixes: say what to fix.
+        message = f"the service is misconfigured: {exc}"
+        log.error(message)
+        return _fault_rows(ids, Fault.FATAL, message), None
+    address, source = client_address(request.client_ip_address, seen.peer, seen.headers,
+                                     settings.geoip.trusted_proxies)
+    client = resolver.locate(request, address, source)
+    by_distance = (SORT_METHODS[request.sort].needs_client_position
+                   and client.position is not None)
+    groups: list[list[Row]] = []
+    for result in resolver.resolve(ids, request, client):
+        if isinstance(result, LinkFault):
+            groups.append([result])
+            continue
+        group: list[Row] = list(replica_links(result, by_distance, request.ranking))
+        site = result.chosen_site
+        if site is not None:
+            group.extend(SodaLink(result.did, service, site.name)
+                         for service in (site.soda_sync, site.soda_async) if service is not None)
+        groups.append(group)
+    return groups, explain_ranking(request, client, resolver.locator.description)
+
+
+def answer(
+    args: Mapping[str, Any],
+    seen: ClientFacts,
+    maxrec: int | None,
+    service: Callable[[], tuple[ReplicaResolver, Settings]],
+) -> DatalinkAnswer:
+    """Answer one DataLink request.
+
+    Parameters
+    ----------
+    args
+        The request's parameters, names in any case, values single or lists.
+    seen
+        What the HTTP layer saw of the client.
+    maxrec
+        DALI's MAXREC (None: no limit); each ID's rows stay together.
+    service
+        Returns the shared resolver and the settings; it may raise
+        :class:`~rucio_rd.config.ConfigError`, which becomes FatalFault rows.
+
+    Raises
+    ------
+    UsageError
+        With ``parameter="MAXREC"`` for a negative MAXREC: the whole request
+        is wrong.  Every other mistake is a fault row for its ID.
+    """
+    if maxrec is not None and maxrec < 0:
+        raise UsageError(f"MAXREC={maxrec} must not be negative", parameter="MAXREC")
+    ids = all_values(args, "ID")
+    # Every ID gives at least one row: never resolve more IDs than can be shown.
+    limit = MAX_IDS if maxrec is None else min(MAX_IDS, maxrec)
+    groups, ranking = _groups(ids[:limit], args, seen, service) if ids[:limit] else ([], None)
+    rows, overflowed = crop_groups(groups, maxrec)
+    return DatalinkAnswer(rows, ranking, overflowed or len(ids) > limit, bool(ids))
+
+
+def error_message(fault: LinkFault) -> tuple[str, str]:
+    """The ID to echo (control characters replaced) and the error_message of a fault row."""
+    return printable(fault.did), f"{fault.fault}: {fault.message}"

@@ -1,0 +1,151 @@
+"""Unit tests for rucio_rd.datalink: one DataLink request in, rows and the ranking's
+explanation out, without DaCHS."""
+
+from __future__ import annotations
+
+import pytest
+from fakes import ES, UK, resolver
+
+from rucio_rd.config import ConfigError, Settings
+from rucio_rd.datalink import (
+    MAX_IDS,
+    ClientFacts,
+    ReplicaLink,
+    SodaLink,
+    answer,
+    explain_ranking,
+    replica_links,
+)
+from rucio_rd.links import (
+    ClientLocation,
+    DatalinkRequest,
+    Fault,
+    FileMetadata,
+    LinkFault,
+    LinkSet,
+    UsageError,
+)
+from rucio_rd.model import Position, RankedReplica, Replica
+
+ERIDANUS = FileMetadata("Eridanus", "application/fits", 99)
+RAL = ClientFacts()
+
+
+def link_set(metadata: FileMetadata = ERIDANUS) -> LinkSet:
+    return LinkSet("s:f.fits", (
+        RankedReplica(Replica("UK_RSE", "https://uk/f.fits"), UK, 12.3),
+        RankedReplica(Replica("ES_RSE", "https://es/f.fits"), ES, 1650.4),
+    ), metadata, file_bytes=1234)
+
+
+def service():
+    return resolver(), Settings()
+
+
+def ask(maxrec: int | None = None, **args) -> object:
+    return answer(args, ClientFacts(peer="10.0.0.1"), maxrec, service)
+
+
+# --- rows of one file ---------------------------------------------------------------
+
+
+def test_this_rows_chosen_first_with_metadata_and_distance() -> None:
+    rows = [vars(d) for d in replica_links(link_set(), by_distance=True)]
+    assert [row["access_url"] for row in rows] == ["https://uk/f.fits", "https://es/f.fits"]
+    assert rows[0]["content_length"] == 99 and rows[0]["content_type"] == "application/fits"
+    assert rows[0]["description"] == (
+        "Eridanus at UKSRC (UK_RSE), 12 km from the client: nearest replica")
+    assert rows[1]["description"].endswith("1,650 km from the client: fallback 1")
+
+
+def test_without_table_metadata_the_length_comes_from_rucio_and_the_did_names_it() -> None:
+    rows = [vars(d) for d in replica_links(link_set(FileMetadata()), by_distance=False)]
+    assert rows[0]["content_length"] == 1234
+    assert rows[0]["description"].startswith("s:f.fits at UKSRC")
+    assert rows[0]["description"].endswith(": chosen replica")
+
+
+def test_choice_info_names_method_address_place_and_database() -> None:
+    client = ClientLocation("130.246.210.120", "client_ip_address parameter",
+                            Position(51.71, -1.36, "Appleton, GB"))
+    sort, text = explain_ranking(DatalinkRequest(ranking=1, must_include_soda=True), client, "DB")
+    assert sort == "nearest_by_client"
+    assert "130.246.210.120 (Appleton, GB) at 51.71, -1.36" in text
+    assert "with DB" in text and "ranking=1" in text and "only sites offering SODA" in text
+
+
+def test_choice_info_when_the_client_cannot_be_located() -> None:
+    client = ClientLocation("127.0.0.1", "peer", problem="127.0.0.1 is a loopback address")
+    _, text = explain_ranking(DatalinkRequest(), client, "DB")
+    assert "could not be located (127.0.0.1 is a loopback address)" in text
+
+
+def test_with_a_ranking_the_first_row_is_the_chosen_not_the_nearest() -> None:
+    rows = [vars(d) for d in replica_links(link_set(), by_distance=True, ranking=1)]
+    assert rows[0]["description"].endswith(": chosen replica (ranking=1)")
+    assert rows[1]["description"].endswith(": fallback 1")
+
+
+def test_sort_random_is_explained_as_random() -> None:
+    _, text = explain_ranking(DatalinkRequest(sort="random"), ClientLocation(None, "peer"), "DB")
+    assert text == "replicas in random order"
+
+
+# --- answer: the whole request -------------------------------------------------------
+
+
+def test_answer_gives_replicas_then_the_chosen_sites_soda_per_id_in_id_order() -> None:
+    result = ask(ID=["s:uk", "s:both"], client_ip_address="1.2.3.4", must_include_soda="no")
+    kinds = [(type(row).__name__, row.did) for row in result.rows]
+    assert kinds == [("ReplicaLink", "s:uk"), ("ReplicaLink", "s:both"),
+                     ("ReplicaLink", "s:both")]
+    assert result.ranking[0] == "nearest_by_client" and not result.overflowed
+
+
+def test_soda_rows_follow_the_replicas_when_the_chosen_site_offers_soda() -> None:
+    result = ask(ID="s:both", client_ip_address="1.2.3.4", must_include_soda="true")
+    assert [type(row) for row in result.rows] == [ReplicaLink, SodaLink]
+    assert result.rows[1].kind == "sync" and result.rows[1].site_name == "SPSRC"
+
+
+def test_a_bad_parameter_is_a_usage_fault_row_per_id() -> None:
+    result = ask(ID=["s:uk", "s:both"], sort="fastest")
+    assert [row.fault for row in result.rows] == [Fault.USAGE, Fault.USAGE]
+    assert "sort='fastest' is not one of nearest_by_client, random" in result.rows[0].message
+    assert result.ranking is None
+
+
+def test_a_misconfigured_service_is_a_fatal_fault_row_per_id() -> None:
+    def broken():
+        raise ConfigError("[rucio] username must be set")
+
+    result = answer({"ID": ["a:b", "c:d"]}, RAL, None, broken)
+    assert [row.fault for row in result.rows] == [Fault.FATAL, Fault.FATAL]
+    assert result.rows[0].message == (
+        "the service is misconfigured: [rucio] username must be set")
+
+
+def test_negative_maxrec_fails_the_whole_request_naming_maxrec() -> None:
+    with pytest.raises(UsageError) as caught:
+        ask(maxrec=-1, ID="s:uk")
+    assert caught.value.parameter == "MAXREC"
+
+
+def test_maxrec_keeps_each_ids_rows_together_and_says_overflow() -> None:
+    result = ask(maxrec=2, ID=["s:uk", "s:both"], client_ip_address="1.2.3.4")
+    assert [row.did for row in result.rows] == ["s:uk"]
+    assert result.overflowed
+
+
+def test_no_id_asks_nothing_and_says_so() -> None:
+    def untouched():
+        raise AssertionError("no ID: the resolver must not be built")
+
+    result = answer({}, RAL, None, untouched)
+    assert result.rows == [] and not result.had_ids and result.ranking is None
+
+
+def test_at_most_max_ids_are_resolved() -> None:
+    result = ask(ID=[f"s:f{n}" for n in range(MAX_IDS + 5)])
+    assert len(result.rows) == MAX_IDS and result.overflowed
+    assert all(isinstance(row, LinkFault) for row in result.rows)
