@@ -10,16 +10,12 @@ from gavo.votable import V
 from rucio_rd import dachs_datalink as dl
 from rucio_rd.datalink import SodaLink
 from rucio_rd.links import (
-    FileMetadata,
     LinkFault,
-    LinkSet,
 )
 from rucio_rd.model import (
     SODA_ASYNC,
     SODA_SYNC,
     Position,
-    RankedReplica,
-    Replica,
     Site,
     SodaService,
 )
@@ -27,16 +23,6 @@ from rucio_rd.model import (
 SYNC = SodaService(SODA_SYNC, "https://soda.es:443/soda/sync", "ivo://es/soda")
 ES = Site("SPSRC", Position(37.19, -3.6, "SPSRC"), soda_sync=SYNC)
 UK = Site("UKSRC", Position(51.57, -1.31, "UKSRC"))
-
-
-ERIDANUS = FileMetadata("Eridanus", "application/fits", 99)
-
-
-def link_set(metadata: FileMetadata = ERIDANUS) -> LinkSet:
-    return LinkSet("s:f.fits", (
-        RankedReplica(Replica("UK_RSE", "https://uk/f.fits"), UK, 12.3),
-        RankedReplica(Replica("ES_RSE", "https://es/f.fits"), ES, 1650.4),
-    ), metadata, file_bytes=1234)
 
 
 @pytest.mark.parametrize(("given", "answered"), [
