@@ -43,33 +43,6 @@ __all__ = ["DachsLogHandler", "RucioDatalinkCore", "install_availability",
 CLIENT_KEY = "rucio_rd.client"
 DATALINK_TYPE = "application/x-votable+xml;content=datalink"
 
-# Service parameters besides ID (RESPONSEFORMAT and MAXREC come from DaCHS's
-# DALI handling).  They are text so that a bad value becomes a fault row for
-# each ID, as DataLink wants, rather than a whole-request error.
-PARAMETERS = (
-    ("sort", sort_parameter_description()),
-    ("ranking", "Which replica to put first: 0 (default) is the nearest, 1 the next..."),
-    ("client_ip_address", "Geolocate this IP address instead of the caller's."),
-    ("must_include_soda", "True: only replicas at sites offering a SODA (cutout) service."),
-)
-
-_SODA_PARAMETERS = (
-    # name, datatype, arraysize, xtype, unit, ucd, description
-    ("POS", "char", "*", None, None, "pos.outline;obs",
-     "Region to cut out, as a DALI/SODA shape: CIRCLE, RANGE or POLYGON with values"),
-    ("CIRCLE", "double", "3", "circle", "deg", "pos.outline;obs",
-     "Circle to cut out: ICRS RA, Dec and radius in degrees"),
-    ("POLYGON", "double", "*", "polygon", "deg", "pos.outline;obs",
-     "Polygon to cut out: ICRS RA, Dec of at least three vertices"),
-    ("BAND", "double", "2", "interval", "m", "em.wl;stat.interval",
-     "Spectral interval to cut out, as vacuum wavelengths in metres"),
-    ("TIME", "double", "2", "interval", "d", "time.interval;obs.exposure",
-     "Time interval to cut out, as MJD"),
-    ("POL", "char", "*", None, None, "meta.code;phys.polarization",
-     "Polarization states to keep (I, Q, U, V, RR, LL, ...)"),
-)
-
-
 # RESPONSEFORMATs answered (with the same VOTable), by their normalised spelling.
 _VOTABLE_FORMATS = {
     "": DATALINK_TYPE,
@@ -116,7 +89,8 @@ class ExternalSodaDescriptor:
 
     rendName = None  # not one of this server's renderers
 
-    def __init__(self, link: decisions.SodaLink) -> None:
+    def __init__(self, link: decisions.SodaLink, inputs: Sequence[Any]) -> None:
+        self.inputs = inputs  # the params of the RD's soda_inputs table
         self.pubDID = link.did
         self.service = link.service
         self.kind = link.kind
@@ -136,14 +110,13 @@ class ExternalSodaDescriptor:
         if self.service.resource_identifier:
             resource[V.PARAM(name="resourceIdentifier", datatype="char", arraysize="*",
                              value=self.service.resource_identifier)]
-        inputs = V.GROUP(name="inputParams")[
-            V.PARAM(name="ID", datatype="char", arraysize="*", ucd="meta.id;meta.main",
-                    value=self.pubDID)[
-                V.DESCRIPTION["The dataset to process (the Rucio DID)"]],
-        ]
-        for name, datatype, arraysize, xtype, unit, ucd, description in _SODA_PARAMETERS:
-            inputs[V.PARAM(name=name, datatype=datatype, arraysize=arraysize, xtype=xtype,
-                           unit=unit, ucd=ucd, value="")[V.DESCRIPTION[description]]]
+        inputs = V.GROUP(name="inputParams")
+        for column in self.inputs:
+            key = svcs.InputKey.fromColumn(column)
+            if key.name == "ID":
+                key = key.copy(None)
+                key.set(self.pubDID)
+            inputs[votablewrite.makeFieldFromColumn(ctx, V.PARAM, key)]
         return resource[inputs]
 
 
@@ -285,10 +258,13 @@ class RucioDatalinkCore(datalink.DatalinkCore):
         return base.caches.getRD(self.contract_rd)
 
     def completeElement(self, ctx: Any) -> None:
-        for name, description in PARAMETERS:
-            self.inputKeys.append(base.makeStruct(
-                svcs.InputKey, name=name, type="text", multiplicity="single",
-                description=description))
+        # The parameters are the contract RD's (the one being parsed, so this RD).
+        for column in self.rd.getById("dl_parameters").params:
+            description = column.description
+            if column.name == "sort":
+                description = f"{description} {sort_parameter_description()}"
+            self.inputKeys.append(svcs.InputKey.fromColumn(
+                column, multiplicity="single", description=description))
         super().completeElement(ctx)
         install_client_hook()
         install_dachs_logging()
@@ -326,7 +302,8 @@ class RucioDatalinkCore(datalink.DatalinkCore):
         adapted.nocache = True
         adapted.datalinkLinks = [_link_def(row) for row in result.rows
                                  if not isinstance(row, decisions.SodaLink)]
-        adapted.datalinkEndpoints = [ExternalSodaDescriptor(row) for row in result.rows
+        inputs = list(self.contract.getById("soda_inputs").params)
+        adapted.datalinkEndpoints = [ExternalSodaDescriptor(row, inputs) for row in result.rows
                                      if isinstance(row, decisions.SodaLink)]
         adapted.descriptors, adapted.errors = [], []
         adapted.overflowed = result.overflowed

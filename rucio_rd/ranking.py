@@ -85,7 +85,7 @@ def sort_parameter_description() -> str:
     choices = "; ".join(
         f"{name}{' (default)' if name == DEFAULT_SORT else ''}: {method.description}"
         for name, method in SORT_METHODS.items())
-    return f"How to order the replicas: {choices}."
+    return f"Methods: {choices}."
 
 
 class RankingError(ValueError):

@@ -163,6 +163,57 @@ inline code here only calls into it. -->
 		</scsCore>
 	</service>
 
+	<!-- The DataLink service's parameters besides ID, RESPONSEFORMAT and
+	MAXREC (DaCHS's own).  DaCHS has no element for a custom core's
+	parameters, so they are the params of this table; the core
+	(rucio_rd.dachs_datalink) makes its input keys from them, adding to
+	sort's description the methods of rucio_rd.ranking.SORT_METHODS.  They
+	are text, so that a bad value is a fault row for each ID, as DataLink
+	wants, rather than an error of the whole request. -->
+	<table id="dl_parameters" onDisk="False">
+		<meta name="description">The parameters of the DataLink service dl.</meta>
+		<param name="sort" type="text"
+			description="How to order the replicas."/>
+		<param name="ranking" type="text"
+			description="Which replica to put first: 0 (default) is the nearest, 1 the next..."/>
+		<param name="client_ip_address" type="text"
+			description="Geolocate this IP address instead of the caller's."/>
+		<param name="must_include_soda" type="text"
+			description="True: only replicas at sites offering a SODA (cutout) service."/>
+	</table>
+
+	<!-- The input parameters that the DataLink answers announce for the
+	sites' SODA services (another server's, so DaCHS's own SODA descriptors
+	do not apply): one param per parameter, rendered as the PARAMs of each
+	service descriptor; ID is preset to the file's DID.  (Params rather than
+	columns: CIRCLE and TIME are reserved words in ADQL.) -->
+	<table id="soda_inputs" onDisk="False">
+		<meta name="description">Input parameters of the sites' SODA services.</meta>
+		<param name="ID" type="text" ucd="meta.id;meta.main"
+			description="The dataset to process (the Rucio DID)"/>
+		<param name="POS" type="text" ucd="pos.outline;obs"
+			description="Region to cut out, as a DALI/SODA shape: CIRCLE, RANGE or POLYGON with values"/>
+		<param name="CIRCLE" type="double precision[3]" xtype="circle" unit="deg"
+			ucd="pos.outline;obs"
+			description="Circle to cut out: ICRS RA, Dec and radius in degrees"/>
+		<param name="POLYGON" type="double precision[]" xtype="polygon" unit="deg"
+			ucd="pos.outline;obs"
+			description="Polygon to cut out: ICRS RA, Dec of at least three vertices"/>
+		<param name="BAND" type="double precision[2]" xtype="interval" unit="m"
+			ucd="em.wl;stat.interval"
+			description="Spectral interval to cut out, as vacuum wavelengths in metres"/>
+		<param name="TIME" type="double precision[2]" xtype="interval" unit="d"
+			ucd="time.interval;obs.exposure"
+			description="Time interval to cut out, as MJD"/>
+		<param name="POL" type="text" ucd="meta.code;phys.polarization"
+			description="Polarization states to keep (I, Q, U, V, RR, LL, ...)"/>
+	</table>
+
+	<!-- The response table.  Not DaCHS's //datalink#dlresponse: that one
+	gives service_def the UCD meta.code (DataLink 1.1 says meta.ref, and
+	datalinklint reports it) and has its IDs and descriptions as text, which
+	break on non-ASCII obs_ids and site names; this one has DataLink 1.1's
+	UCDs and unicode IDs, descriptions and error messages. -->
 	<table id="links" onDisk="False">
 		<meta name="description">The rows of a DataLink response (DataLink 1.1),
 		with the standard's UCDs.</meta>

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+from xml.etree import ElementTree
+
 import pytest
 from gavo import base
 from gavo.formats import votablewrite
@@ -19,6 +23,19 @@ from rucio_rd.model import (
     Site,
     SodaService,
 )
+
+RD_FILE = Path(__file__).resolve().parents[2] / "inputs" / "rucio" / "rucio.rd"
+
+
+def rd_table(table_id: str) -> list:
+    """The params of one table of the RD rucio/rucio, parsed by DaCHS."""
+    from gavo import rscdesc
+
+    text = RD_FILE.read_text(encoding="utf-8")
+    match = re.search(rf'<table id="{table_id}".*?</table>', text, re.DOTALL)
+    rd = base.parseFromString(rscdesc.RD, f'<resource schema="test">{match.group(0)}</resource>')
+    return list(rd.getById(table_id).params)
+
 
 SYNC = SodaService(SODA_SYNC, "https://soda.es:443/soda/sync", "ivo://es/soda")
 ES = Site("SPSRC", Position(37.19, -3.6, "SPSRC"), soda_sync=SYNC)
@@ -45,7 +62,8 @@ def test_other_responseformats_are_usage_errors(given) -> None:
 
 def test_soda_descriptor_is_an_adhoc_service_with_the_soda_parameters() -> None:
     ctx = votablewrite.VOTableContext(tablecoding="td")
-    descriptor = dl.ExternalSodaDescriptor(SodaLink("s:f.fits", SYNC, "SPSRC"))
+    descriptor = dl.ExternalSodaDescriptor(SodaLink("s:f.fits", SYNC, "SPSRC"),
+                                           rd_table("soda_inputs"))
     xml = V.VOTABLE[descriptor.asVOT(ctx)].render().decode()
     assert 'type="meta"' in xml and 'utype="adhoc:service"' in xml
     assert 'value="https://soda.es:443/soda/sync"' in xml
@@ -56,7 +74,7 @@ def test_soda_descriptor_is_an_adhoc_service_with_the_soda_parameters() -> None:
     assert 'xtype="circle"' in xml
     assert descriptor.kind == "sync"
     assert dl.ExternalSodaDescriptor(
-        SodaLink("s:f", SodaService(SODA_ASYNC, "u", None), "X")).kind == "async"
+        SodaLink("s:f", SodaService(SODA_ASYNC, "u", None), "X"), []).kind == "async"
 
 
 # --- the package's log records reach DaCHS's logs -----------------------------------------
@@ -100,3 +118,24 @@ def test_reload_empties_the_shared_service_objects() -> None:
     dl._shared["resolver"] = object()
     base.caches.clearCaches()  # what "dachs serve reload" (SIGHUP) does
     assert "resolver" not in dl._shared
+
+
+# --- the RD is the contract ---------------------------------------------------------------
+
+
+def test_the_import_fills_exactly_the_columns_of_the_published_table() -> None:
+    from rucio_rd.metadata import ROW_COLUMNS
+
+    table = ElementTree.parse(RD_FILE).getroot().find("table[@id='main']")
+    assert [column.get("name") for column in table.findall("column")] == list(ROW_COLUMNS)
+
+
+def test_the_service_parameters_are_the_rds_and_sort_lists_every_method() -> None:
+    from rucio_rd.ranking import SORT_METHODS, sort_parameter_description
+
+    names = [column.name for column in rd_table("dl_parameters")]
+    assert names == ["sort", "ranking", "client_ip_address", "must_include_soda"]
+    text = sort_parameter_description()
+    for name, method in SORT_METHODS.items():
+        assert f"{name}" in text and method.description in text
+    assert "nearest_by_client (default)" in text
