@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import signal
 import subprocess
 import sys
 import time
@@ -23,7 +22,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from rucio_rd.stack.process import is_gone, owned_pid
+from rucio_rd.stack.process import owned_pid, terminate
 
 __all__ = ["DachsError", "DachsInstance"]
 
@@ -193,17 +192,7 @@ class DachsInstance:
             self.pid_path.unlink(missing_ok=True)
             return
         self.dachs("serve", "stop", check=False, timeout=30)
-        for sig in (signal.SIGTERM, signal.SIGKILL):
-            if is_gone(pid):
-                break
-            try:
-                os.kill(pid, sig)
-            except ProcessLookupError:
-                break
-            for _ in range(100):
-                if is_gone(pid):
-                    break
-                time.sleep(0.1)
+        terminate(pid)  # should "serve stop" have left it running
         self.pid_path.unlink(missing_ok=True)
 
 

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["ServerProcess", "is_gone", "launch", "owned_pid"]
+__all__ = ["ServerProcess", "is_gone", "launch", "owned_pid", "terminate"]
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -61,6 +61,20 @@ def _tail(path: Path, lines: int = 30) -> str:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
     except OSError:
         return "(no log)"
+
+
+def terminate(pid: int, grace: float = 10.0) -> None:
+    """SIGTERM, and SIGKILL if the process is still there after ``grace`` seconds."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        if is_gone(pid):
+            return
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            return
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline and not is_gone(pid):
+            time.sleep(0.1)
 
 
 def is_gone(pid: int) -> bool:
@@ -136,14 +150,5 @@ class ServerProcess:
     def stop(self) -> None:
         pid = owned_pid(self.pid_path, (self.module, str(self.port)))
         self.pid_path.unlink(missing_ok=True)
-        if pid is None:
-            return
-        try:
-            os.kill(pid, signal.SIGTERM)
-        except ProcessLookupError:
-            return
-        for _ in range(50):
-            if is_gone(pid):
-                return
-            time.sleep(0.1)
-        os.kill(pid, signal.SIGKILL)
+        if pid is not None:
+            terminate(pid, grace=5.0)

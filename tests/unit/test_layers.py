@@ -1,0 +1,52 @@
+"""The package's layering, checked from the import statements of its modules."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[2] / "rucio_rd"
+
+
+def imported(module: str) -> set[str]:
+    """The modules ``rucio_rd.<module>`` imports, anywhere in it."""
+    tree = ast.parse((PACKAGE / f"{module}.py").read_text(encoding="utf-8"))
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+            if node.module == "rucio_rd":
+                names.update(f"rucio_rd.{alias.name}" for alias in node.names)
+    return names
+
+
+def package_imports(module: str) -> set[str]:
+    return {name for name in imported(module) if name.startswith("rucio_rd")}
+
+
+@pytest.mark.parametrize("module", ["model", "resources", "config", "http", "deadline"])
+def test_the_bottom_modules_import_nothing_of_the_package_but_the_bottom(module: str) -> None:
+    allowed = {"rucio_rd.deadline", "rucio_rd.sites"}  # config consults the site-source table
+    assert package_imports(module) <= allowed
+
+
+def test_ranking_is_pure_values_and_distances() -> None:
+    assert package_imports("ranking") <= {"rucio_rd.model", "rucio_rd.geo"}
+    assert not imported("ranking") & {"requests", "gavo", "psycopg2"}
+
+
+def test_no_module_outside_the_dachs_glue_imports_dachs() -> None:
+    glue = {"dachs_datalink", "dachs_import", "dachs_config", "checks", "deploy"}
+    for path in PACKAGE.glob("*.py"):
+        if path.stem not in glue:
+            assert not any(name.startswith("gavo") for name in imported(path.stem)), path.stem
+
+
+def test_the_installed_plugin_never_imports_the_developer_stack() -> None:
+    for path in PACKAGE.glob("*.py"):
+        assert not any(name.startswith("rucio_rd.stack") for name in imported(path.stem)), (
+            path.stem)
