@@ -90,7 +90,7 @@ class ExternalSodaDescriptor:
     rendName = None  # not one of this server's renderers
 
     def __init__(self, link: decisions.SodaLink, inputs: Sequence[Any]) -> None:
-        self.inputs = inputs  # the params of the RD's soda_inputs table
+        self.inputs = inputs  # input keys made from the RD's soda_inputs params
         self.pubDID = link.did
         self.service = link.service
         self.kind = link.kind
@@ -111,8 +111,7 @@ class ExternalSodaDescriptor:
             resource[V.PARAM(name="resourceIdentifier", datatype="char", arraysize="*",
                              value=self.service.resource_identifier)]
         inputs = V.GROUP(name="inputParams")
-        for column in self.inputs:
-            key = svcs.InputKey.fromColumn(column)
+        for key in self.inputs:
             if key.name == "ID":
                 key = key.copy(None)
                 key.set(self.pubDID)
@@ -302,7 +301,7 @@ class RucioDatalinkCore(datalink.DatalinkCore):
         adapted.nocache = True
         adapted.datalinkLinks = [_link_def(row) for row in result.rows
                                  if not isinstance(row, decisions.SodaLink)]
-        inputs = list(self.contract.getById("soda_inputs").params)
+        inputs = self._soda_inputs()
         adapted.datalinkEndpoints = [ExternalSodaDescriptor(row, inputs) for row in result.rows
                                      if isinstance(row, decisions.SodaLink)]
         adapted.descriptors, adapted.errors = [], []
@@ -310,6 +309,15 @@ class RucioDatalinkCore(datalink.DatalinkCore):
         adapted.choice_info = result.ranking
         adapted.had_ids = result.had_ids
         return adapted
+
+    def _soda_inputs(self) -> list[Any]:
+        """The SODA descriptors' input keys, made once from the RD's soda_inputs params."""
+        keys = getattr(self, "_soda_input_keys", None)
+        if keys is None:
+            keys = [svcs.InputKey.fromColumn(param)
+                    for param in self.contract.getById("soda_inputs").params]
+            self._soda_input_keys = keys
+        return keys
 
     def getDatalinksResource(self, ctx: Any, service: Any) -> Any:
         rows = list(self.datalinkLinks)

@@ -116,7 +116,7 @@ class DatalinkAnswer:
     had_ids: bool
 
 
-def _describe(link_set: LinkSet, rank: int, by_distance: bool, ranking: int = 0) -> str:
+def _describe(link_set: LinkSet, rank: int, first_is: str | None, ranking: int = 0) -> str:
     ranked = link_set.replicas[rank]
     what = link_set.metadata.obs_id or link_set.did
     where = ranked.replica.rse
@@ -126,25 +126,27 @@ def _describe(link_set: LinkSet, rank: int, by_distance: bool, ranking: int = 0)
     if ranked.distance_km is not None:
         text += f", {ranked.distance_km:,.0f} km from the client"
     if rank == 0:
-        if by_distance and ranking == 0:
-            return f"{text}: nearest replica"
+        if first_is and ranking == 0:
+            return f"{text}: {first_is}"
         return f"{text}: chosen replica" + (f" (ranking={ranking})" if ranking else "")
     return f"{text}: fallback {rank}"
 
 
-def replica_links(link_set: LinkSet, by_distance: bool, ranking: int = 0) -> list[ReplicaLink]:
+def replica_links(link_set: LinkSet, first_is: str | None, ranking: int = 0
+                  ) -> list[ReplicaLink]:
     """The ``#this`` rows of one file, chosen replica first, described for people.
 
-    ``by_distance`` says the order is by distance from a located client (so
-    the first is "nearest"); the length comes from the published table, else
-    from Rucio.
+    ``first_is`` names what the first replica is (the sort method's
+    :attr:`~rucio_rd.ranking.SortMethod.first_is`, when the client was located),
+    else it is "chosen"; the length comes from the published table, else from
+    Rucio.
     """
     length = link_set.metadata.content_length
     if length is None:
         length = link_set.file_bytes
     return [
         ReplicaLink(link_set.did, ranked.replica.pfn,
-                    _describe(link_set, rank, by_distance, ranking),
+                    _describe(link_set, rank, first_is, ranking),
                     link_set.metadata.content_type, length)
         for rank, ranked in enumerate(link_set.replicas)
     ]
@@ -194,14 +196,15 @@ def _groups(ids: list[str], args: Mapping[str, Any], seen: ClientFacts,
     address, source = client_address(request.client_ip_address, seen.peer, seen.headers,
                                      settings.geoip.trusted_proxies)
     client = resolver.locate(request, address, source)
-    by_distance = (SORT_METHODS[request.sort].needs_client_position
-                   and client.position is not None)
+    method = SORT_METHODS[request.sort]
+    located = client.position is not None or not method.needs_client_position
+    first_is = method.first_is if located else None
     groups: list[list[Row]] = []
     for result in resolver.resolve(ids, request, client):
         if isinstance(result, LinkFault):
             groups.append([result])
             continue
-        group: list[Row] = list(replica_links(result, by_distance, request.ranking))
+        group: list[Row] = list(replica_links(result, first_is, request.ranking))
         site = result.chosen_site
         if site is not None:
             group.extend(SodaLink(result.did, service, site.name)

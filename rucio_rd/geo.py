@@ -1,16 +1,16 @@
-"""Where a client is: GeoIP2 City lookups, and how far apart two places are.
+"""Where a client is: GeoIP2 City lookups.
 
 The datalink service orders replicas by the great-circle distance between the
-client and each replica's site.  This module turns an IP address into a
-:class:`Position` with a MaxMind-format City database (GeoIP2/GeoLite2 City, or
-any ``.mmdb`` with the same record shape) and measures distances on a sphere.
+client and each replica's site (:func:`rucio_rd.model.great_circle_km`).  This
+module turns an IP address into a :class:`~rucio_rd.model.Position` with a
+MaxMind-format City database (GeoIP2/GeoLite2 City, or any ``.mmdb`` with the
+same record shape).
 
 The default database is the GeoLite2 City file that the PyPI package
 ``maxminddb-geolite2`` ships (installed by Debian's package
 ``rucio-rd-geolite2`` under ``/usr/share/rucio-rd/geoip``).  It was built in
-July 2018, so newer address
-allocations are missing or misplaced; an operator should point
-:class:`GeoLocator` at a current database.
+July 2018, so newer address allocations are missing or misplaced; an operator
+should point :class:`GeoLocator` at a current database.
 
 Thread safety: one :class:`GeoLocator` is shared by DaCHS's worker threads.
 ``geoip2.database.Reader`` keeps no per-lookup state, and the underlying
@@ -27,7 +27,6 @@ it never guesses a position: an address that cannot be placed raises
 from __future__ import annotations
 
 import ipaddress
-import math
 import os
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -40,15 +39,11 @@ from rucio_rd.model import Position
 from rucio_rd.resources import EMBEDDED_GEOIP_DATABASE
 
 __all__ = [
-    "EARTH_RADIUS_KM",
     "GeoLocator",
     "LocationError",
     "embedded_database_path",
-    "great_circle_km",
 ]
 
-#: Mean Earth radius (IUGG), the sphere on which distances are measured.
-EARTH_RADIUS_KM = 6371.0088
 
 # How much of a rejected address an error message repeats: enough to
 # recognise it, not enough to turn the message into a vehicle for junk.
@@ -60,31 +55,6 @@ _MAX_ADDRESS_LENGTH = 64
 
 class LocationError(ValueError):
     """An address cannot be geolocated; the message says why."""
-
-
-def great_circle_km(a: Position, b: Position) -> float:
-    """Great-circle distance between two positions, in kilometres.
-
-    Uses the haversine formula on a sphere of radius :data:`EARTH_RADIUS_KM`;
-    the error against the ellipsoid is below 0.5 %, far finer than GeoIP's
-    precision.
-
-    Parameters
-    ----------
-    a, b : Position
-        The two places.
-
-    Returns
-    -------
-    float
-        The distance, 0 .. about 20,015 km.
-    """
-    lat1, lat2 = math.radians(a.latitude), math.radians(b.latitude)
-    dlat = lat2 - lat1
-    dlon = math.radians(b.longitude - a.longitude)
-    h = math.sin(dlat / 2) ** 2 + math.cos(lat1) * math.cos(lat2) * math.sin(dlon / 2) ** 2
-    # Rounding can push h a hair above 1 for antipodal points.
-    return 2 * EARTH_RADIUS_KM * math.asin(math.sqrt(min(1.0, max(0.0, h))))
 
 
 def embedded_database_path() -> str:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 import time
 import urllib.parse
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import requests
@@ -40,18 +40,22 @@ MAX_CONNECT_TIMEOUT_S = 5.0
 # A URL inside free text: its user information, and its query string.
 _USERINFO_IN_TEXT = re.compile(r"\b([a-zA-Z][a-zA-Z0-9+.-]*://)[^\s/@]*@")
 _QUERY_IN_TEXT = re.compile(r"(://[^\s?]*)\?[^\s'\"]*")
+# urllib3 names the URL of a failed connection by its path alone ("url: /api?key=...")
+_PATH_QUERY_IN_TEXT = re.compile(r"((?:^|[\s(])/[^\s?'\"]*)\?[^\s'\")]*")
 
 
 class TransportError(RuntimeError):
     """No whole answer: refused, timed out, too large, or a header that cannot be sent.
 
     ``kind`` is ``"timeout"``, ``"connection"``, ``"too_large"`` or ``"header"``;
-    the message names the request and never quotes a credential.
+    ``cause`` is the name of the underlying exception class, if any.  The
+    message names the request and never quotes a credential.
     """
 
-    def __init__(self, message: str, kind: str) -> None:
+    def __init__(self, message: str, kind: str, cause: str | None = None) -> None:
         super().__init__(message)
         self.kind = kind
+        self.cause = cause
 
 
 def header_safe(value: str) -> bool:
@@ -65,7 +69,8 @@ def scrub(text: str, secrets: Sequence[str | None] = ()) -> str:
     for secret in secrets:
         if secret:
             text = text.replace(secret, "<secret>")
-    return _QUERY_IN_TEXT.sub(r"\1?...", _USERINFO_IN_TEXT.sub(r"\1", text))
+    text = _QUERY_IN_TEXT.sub(r"\1?...", _USERINFO_IN_TEXT.sub(r"\1", text))
+    return _PATH_QUERY_IN_TEXT.sub(r"\1?...", text)
 
 
 def redact_url(url: str) -> str:
@@ -90,7 +95,9 @@ def fetch(
     what: str,
     timeout: float,
     deadline: float | None = None,
+    connect_timeout: float | None = None,
     max_bytes: int | None = None,
+    body_for: Callable[[int], bool] | None = None,
     secrets: Sequence[str | None] = (),
     **kw: Any,
 ) -> requests.Response:
@@ -101,13 +108,18 @@ def fetch(
     what
         How messages name the request, e.g. ``"GET https://rucio/ping"``.
     timeout
-        requests' timeout for each read; connecting gets at most
-        :data:`MAX_CONNECT_TIMEOUT_S` of it.
+        requests' timeout for each read.
     deadline
         Seconds for the whole answer, body included; by default ``timeout``
         plus the connect timeout.
+    connect_timeout
+        Seconds for connecting; by default ``timeout``, at most
+        :data:`MAX_CONNECT_TIMEOUT_S`.
     max_bytes
         The largest body accepted.
+    body_for
+        Which statuses' bodies are read (default: all); the others come
+        back at once with an empty body.
     secrets
         Values that must not appear in a message.
 
@@ -121,7 +133,7 @@ def fetch(
     TransportError
         For everything but an HTTP status.
     """
-    connect = min(timeout, MAX_CONNECT_TIMEOUT_S)
+    connect = min(timeout, MAX_CONNECT_TIMEOUT_S) if connect_timeout is None else connect_timeout
     if deadline is None:  # the timeout, once connected
         ends = time.monotonic() + timeout + connect
         too_slow = f"{what} took longer than {timeout:g} s to answer"
@@ -134,7 +146,8 @@ def fetch(
         watchdog.start(resp, ends - time.monotonic())
         body = bytearray()
         try:
-            for chunk in resp.iter_content(65536):
+            wanted = body_for is None or body_for(resp.status_code)
+            for chunk in resp.iter_content(65536) if wanted else ():
                 body += chunk
                 if max_bytes is not None and len(body) > max_bytes:
                     raise TransportError(
@@ -146,16 +159,18 @@ def fetch(
             raise TransportError(too_slow, "timeout")
     except (requests.exceptions.InvalidHeader, UnicodeEncodeError):
         # The message would quote the header, i.e. a credential: say which kind only.
-        raise TransportError(f"{what}: a credential cannot be sent in an HTTP header"
+        raise TransportError(f"{what}: a header value (a credential?) cannot be sent in HTTP"
                              " (control or non-ASCII characters)", "header") from None
     except requests.RequestException as exc:
         if watchdog.expired:
             raise TransportError(too_slow, "timeout") from None
+        cause = type(exc).__name__
         if isinstance(exc, requests.Timeout):
-            raise TransportError(f"{what} timed out after {timeout:g} s", "timeout") from None
+            raise TransportError(f"{what} timed out after {timeout:g} s", "timeout",
+                                 cause) from None
         reason = exc.args[0] if isinstance(exc, requests.ConnectionError) and exc.args else exc
-        raise TransportError(f"{what} failed: {type(exc).__name__}: {scrub(str(reason), secrets)}",
-                             "connection") from None
+        raise TransportError(f"{what} failed: {cause}: {scrub(str(reason), secrets)}",
+                             "connection", cause) from None
     # The body is read: let .content, .json() and .text use it.
     resp._content = bytes(body)
     resp._content_consumed = True

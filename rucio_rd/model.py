@@ -1,9 +1,10 @@
 """The values the plugin's modules share: places, replicas, sites.
 
 Frozen dataclasses (and one immutable mapping) that validate what they hold
-and nothing more.  This module imports nothing of the package and does no
-I/O, so that the Rucio client, the site sources, the ranking and the
-DataLink side can all depend on it without depending on one another.
+and nothing more, and the distance between two places.  This module imports
+nothing of the package and does no I/O, so that the Rucio client, the site
+sources, the ranking and the DataLink side can all depend on it without
+depending on one another.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 
 __all__ = [
+    "EARTH_RADIUS_KM",
     "SODA_ASYNC",
     "SODA_SYNC",
     "FileReplicas",
@@ -24,7 +26,11 @@ __all__ = [
     "Site",
     "SiteCatalogue",
     "SodaService",
+    "great_circle_km",
 ]
+
+#: Mean Earth radius (IUGG), the sphere on which distances are measured.
+EARTH_RADIUS_KM = 6371.0088
 
 SODA_SYNC = "ivo://ivoa.net/std/SODA#sync-1.0"
 SODA_ASYNC = "ivo://ivoa.net/std/SODA#async-1.0"
@@ -62,6 +68,31 @@ class Position:
                 raise ValueError(f"{name}={value!r} is not a number; give degrees as a float")
             if not math.isfinite(value) or abs(value) > limit:
                 raise ValueError(f"{name}={value!r} is out of range; use -{limit:g}..{limit:g}")
+
+
+def great_circle_km(a: Position, b: Position) -> float:
+    """Great-circle distance between two positions, in kilometres.
+
+    Uses the haversine formula on a sphere of radius :data:`EARTH_RADIUS_KM`;
+    the error against the ellipsoid is below 0.5 %, far finer than GeoIP's
+    precision.
+
+    Parameters
+    ----------
+    a, b : Position
+        The two places.
+
+    Returns
+    -------
+    float
+        The distance, 0 .. about 20,015 km.
+    """
+    lat1, lat2 = math.radians(a.latitude), math.radians(b.latitude)
+    dlat = lat2 - lat1
+    dlon = math.radians(b.longitude - a.longitude)
+    h = math.sin(dlat / 2) ** 2 + math.cos(lat1) * math.cos(lat2) * math.sin(dlon / 2) ** 2
+    # Rounding can push h a hair above 1 for antipodal points.
+    return 2 * EARTH_RADIUS_KM * math.asin(math.sqrt(min(1.0, max(0.0, h))))
 
 
 @dataclass(frozen=True)

@@ -19,8 +19,7 @@ import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from rucio_rd.geo import great_circle_km
-from rucio_rd.model import Position, RankedReplica, Replica, Site, SiteCatalogue
+from rucio_rd.model import Position, RankedReplica, Replica, Site, SiteCatalogue, great_circle_km
 
 __all__ = [
     "DEFAULT_SORT",
@@ -42,13 +41,17 @@ class SortMethod:
     this method's order, using ``rng`` where it needs chance;
     ``needs_client_position`` says whether it means anything without knowing
     where the client is; ``description`` is for the parameter's documentation
-    and ``summary`` completes "replicas ..." in the explanation of an answer.
+    and ``summary`` completes "replicas ..." in the explanation of an answer;
+    ``first_is`` names what the first replica is when the client was located
+    and no ``ranking`` moved another first ("nearest replica"); None says
+    "chosen replica".
     """
 
     order: Callable[[list[RankedReplica], random.Random], list[RankedReplica]]
     needs_client_position: bool
     description: str
     summary: str
+    first_is: str | None = None
 
 
 def _shuffled(ranked: list[RankedReplica], rng: random.Random) -> list[RankedReplica]:
@@ -67,6 +70,7 @@ SORT_METHODS: dict[str, SortMethod] = {
         description="by great-circle distance between the client's geolocated address"
                     " and each replica's site, nearest first",
         summary="ordered by great-circle distance from",
+        first_is="nearest replica",
     ),
     "random": SortMethod(
         order=_shuffled,

@@ -37,8 +37,6 @@ Facts about Rucio 41 this module relies on (measured against a real server):
   file) and the files' lines are ignored.
 - A known file without a replica in the requested schemes comes back with
   empty ``rses``: it is *found*, with no replicas.
-- ``X-Rucio-Auth-Token-Expires`` is an HTTP date ending in ``UTC`` (not GMT),
-  e.g. ``Thu, 26 Nov 2026 05:15:30 UTC``; tokens live one hour by default.
 - ``GET /rses/{rse}/attr/`` answers a JSON object whose values are strings,
   except the attribute named after the RSE itself, which is ``true``.
 """

@@ -10,8 +10,9 @@ from one of three sources, all giving the same result:
 - a local JSON file with the same two lists (:func:`load_site_file`);
 - Rucio's own RSE attributes (:func:`catalogue_from_rse_attributes`).
 
-:class:`CachedSiteSource` keeps a catalogue for a time-to-live, refreshes it,
-and keeps serving the last good copy when the source is down.
+:data:`SITE_SOURCES` is the table of sources that ``[sites] source`` chooses
+from; :class:`rucio_rd.site_cache.CachedSiteSource` keeps a catalogue for a
+time-to-live and serves the last good copy when the source is down.
 
 Parsing is forgiving inside the lists: a malformed entry is skipped (or loses
 its position) with a log message, and never costs the rest of the catalogue.
@@ -400,7 +401,8 @@ class SiteDirectoryClient:
         The directory's base URL; ``/storages/grafana`` and ``/services`` are
         appended.
     timeout : float
-        Seconds allowed for connecting and for each read (requests' meaning).
+        Seconds allowed for connecting and for each read; the whole answer of
+        an endpoint gets twice that.
     session : requests.Session or None
         A session to reuse (connection pooling, test doubles); by default
         one is made.
@@ -427,12 +429,15 @@ class SiteDirectoryClient:
         # that trickles its body is cut off at an overall deadline, and at a size.
         try:
             response = fetch(self._session, "GET", url, what=what, timeout=self.timeout,
-                             deadline=2 * self.timeout, max_bytes=MAX_DIRECTORY_BYTES,
+                             connect_timeout=self.timeout, deadline=2 * self.timeout,
+                             max_bytes=MAX_DIRECTORY_BYTES, body_for=lambda status: status == 200,
                              headers={"Accept": "application/json"})
         except TransportError as exc:
-            hint = ("; check that the directory is up and the URL is right"
-                    if exc.kind == "connection" else "")
-            raise SiteSourceError(f"{exc}{hint}") from None
+            if exc.kind == "connection":
+                # The directory's URL may carry a key: name the failure's kind only.
+                raise SiteSourceError(f"{what} failed: {exc.cause}; check that the directory"
+                                      " is up and the URL is right") from None
+            raise SiteSourceError(str(exc)) from None
         if response.status_code != 200:
             raise SiteSourceError(
                 f"{what} answered HTTP {response.status_code}; "

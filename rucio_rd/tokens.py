@@ -7,6 +7,10 @@ it expires, renew it when Rucio answers 401, and back off for a few seconds
 after a refusal so that a wrong password does not hammer Rucio; the file is
 re-read when it changes.  No token, password or client secret ever appears in
 a log record, an exception text or a ``repr``.
+
+A fact about Rucio 41 this module relies on (measured against a real server):
+``X-Rucio-Auth-Token-Expires`` is an HTTP date ending in ``UTC`` (not GMT),
+e.g. ``Thu, 26 Nov 2026 05:15:30 UTC``; tokens live one hour by default.
 """
 
 from __future__ import annotations

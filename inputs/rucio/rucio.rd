@@ -268,9 +268,9 @@ inline code here only calls into it. -->
 			For a Rucio DID (scope:name), the replica nearest to you (by the
 			geolocation of your IP address) as the first #this link, the
 			other replicas as fallbacks, and the SODA cutout services of the
-			chosen replica's site.  Parameters: ID (repeatable), sort
-			(nearest_by_client or random), ranking (0 = nearest),
-			client_ip_address, must_include_soda.
+			chosen replica's site.  Parameters: ID (repeatable), sort,
+			ranking (0 = nearest), client_ip_address, must_include_soda
+			(each described with the service's inputs).
 		</meta>
 		<meta name="testQuery.ID">testing:PTF10tce.fits</meta>
 		<customCore module="dlcore"/>

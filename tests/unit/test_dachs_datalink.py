@@ -7,12 +7,12 @@ from pathlib import Path
 from xml.etree import ElementTree
 
 import pytest
-from gavo import base
+from gavo import base, svcs
 from gavo.formats import votablewrite
 from gavo.votable import V
 
 from rucio_rd import dachs_datalink as dl
-from rucio_rd.datalink import SodaLink
+from rucio_rd.datalink import ReplicaLink, SodaLink
 from rucio_rd.links import (
     LinkFault,
 )
@@ -62,8 +62,8 @@ def test_other_responseformats_are_usage_errors(given) -> None:
 
 def test_soda_descriptor_is_an_adhoc_service_with_the_soda_parameters() -> None:
     ctx = votablewrite.VOTableContext(tablecoding="td")
-    descriptor = dl.ExternalSodaDescriptor(SodaLink("s:f.fits", SYNC, "SPSRC"),
-                                           rd_table("soda_inputs"))
+    keys = [svcs.InputKey.fromColumn(param) for param in rd_table("soda_inputs")]
+    descriptor = dl.ExternalSodaDescriptor(SodaLink("s:f.fits", SYNC, "SPSRC"), keys)
     xml = V.VOTABLE[descriptor.asVOT(ctx)].render().decode()
     assert 'type="meta"' in xml and 'utype="adhoc:service"' in xml
     assert 'value="https://soda.es:443/soda/sync"' in xml
@@ -106,6 +106,14 @@ def test_log_records_go_to_dachs_notifications_by_level(monkeypatch: pytest.Monk
         ("Warning", "rucio_rd.test_logging: site directory down"),
         ("Error", "rucio_rd.test_logging: misconfigured"),
     ]
+
+
+def test_replica_rows_become_this_links_with_type_and_length() -> None:
+    row = dl._link_def(ReplicaLink("s:f", "https://uk/f", "f at UK: nearest replica",
+                                   "application/fits", 99)).asDict()
+    assert (row["ID"], row["access_url"], row["semantics"]) == ("s:f", "https://uk/f", "#this")
+    assert (row["content_type"], row["content_length"]) == ("application/fits", 99)
+    assert row["description"] == "f at UK: nearest replica" and row["error_message"] is None
 
 
 def test_fault_rows_become_dachs_link_definitions_with_a_printable_id() -> None:

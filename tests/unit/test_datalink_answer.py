@@ -26,6 +26,7 @@ from rucio_rd.links import (
     UsageError,
 )
 from rucio_rd.model import Position, RankedReplica, Replica
+from rucio_rd.ranking import SORTS
 
 ERIDANUS = FileMetadata("Eridanus", "application/fits", 99)
 RAL = ClientFacts()
@@ -50,7 +51,7 @@ def ask(maxrec: int | None = None, **args) -> object:
 
 
 def test_this_rows_chosen_first_with_metadata_and_distance() -> None:
-    rows = [vars(d) for d in replica_links(link_set(), by_distance=True)]
+    rows = [vars(d) for d in replica_links(link_set(), first_is="nearest replica")]
     assert [row["access_url"] for row in rows] == ["https://uk/f.fits", "https://es/f.fits"]
     assert rows[0]["content_length"] == 99 and rows[0]["content_type"] == "application/fits"
     assert rows[0]["description"] == (
@@ -59,7 +60,7 @@ def test_this_rows_chosen_first_with_metadata_and_distance() -> None:
 
 
 def test_without_table_metadata_the_length_comes_from_rucio_and_the_did_names_it() -> None:
-    rows = [vars(d) for d in replica_links(link_set(FileMetadata()), by_distance=False)]
+    rows = [vars(d) for d in replica_links(link_set(FileMetadata()), first_is=None)]
     assert rows[0]["content_length"] == 1234
     assert rows[0]["description"].startswith("s:f.fits at UKSRC")
     assert rows[0]["description"].endswith(": chosen replica")
@@ -81,7 +82,7 @@ def test_choice_info_when_the_client_cannot_be_located() -> None:
 
 
 def test_with_a_ranking_the_first_row_is_the_chosen_not_the_nearest() -> None:
-    rows = [vars(d) for d in replica_links(link_set(), by_distance=True, ranking=1)]
+    rows = [vars(d) for d in replica_links(link_set(), first_is="nearest replica", ranking=1)]
     assert rows[0]["description"].endswith(": chosen replica (ranking=1)")
     assert rows[1]["description"].endswith(": fallback 1")
 
@@ -111,7 +112,7 @@ def test_soda_rows_follow_the_replicas_when_the_chosen_site_offers_soda() -> Non
 def test_a_bad_parameter_is_a_usage_fault_row_per_id() -> None:
     result = ask(ID=["s:uk", "s:both"], sort="fastest")
     assert [row.fault for row in result.rows] == [Fault.USAGE, Fault.USAGE]
-    assert "sort='fastest' is not one of nearest_by_client, random" in result.rows[0].message
+    assert f"sort='fastest' is not one of {', '.join(SORTS)}" in result.rows[0].message
     assert result.ranking is None
 
 

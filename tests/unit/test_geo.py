@@ -14,14 +14,8 @@ import pytest
 from mmdb_writer import MMDBWriter
 from netaddr import IPSet
 
-from rucio_rd.geo import (
-    EARTH_RADIUS_KM,
-    GeoLocator,
-    LocationError,
-    embedded_database_path,
-    great_circle_km,
-)
-from rucio_rd.model import Position
+from rucio_rd.geo import GeoLocator, LocationError, embedded_database_path
+from rucio_rd.model import EARTH_RADIUS_KM, Position, great_circle_km
 
 APPLETON = Position(51.7, -1.3, "Appleton, GB")
 HARWELL = Position(51.57, -1.31, "Harwell")

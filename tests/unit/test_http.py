@@ -14,6 +14,13 @@ def test_scrub_removes_secrets_userinfo_and_query_strings() -> None:
         "GET https://sites.example/api?... failed; secret <secret> and http://h/x?...")
 
 
+def test_scrub_removes_the_query_of_a_bare_path_as_urllib3_writes_it() -> None:
+    text = ("HTTPConnectionPool(host='h', port=9): Max retries exceeded with url:"
+            " /api?apikey=SECRET/storages/grafana (Caused by NewConnectionError(...))")
+    assert "SECRET" not in scrub(text)
+    assert "url: /api?... (Caused by" in scrub(text)
+
+
 @pytest.mark.parametrize("url, shown", [
     ("https://user:pw@sites.example:8443/api/v1?key=1#frag", "https://sites.example:8443/api/v1"),
     ("http://[::1]:18200/", "http://[::1]:18200/"),

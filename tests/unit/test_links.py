@@ -19,6 +19,7 @@ from rucio_rd.links import (
     parse_request,
     printable,
 )
+from rucio_rd.ranking import SORTS
 from rucio_rd.rucio import RucioError, RucioUnavailable
 
 # --- parse_request -------------------------------------------------------------------
@@ -47,7 +48,7 @@ def test_must_include_soda_false_spellings(value: str) -> None:
 
 
 @pytest.mark.parametrize(("args", "message"), [
-    ({"sort": ["nearest"]}, "sort='nearest' is not one of nearest_by_client, random"),
+    ({"sort": ["nearest"]}, f"sort='nearest' is not one of {', '.join(SORTS)}"),
     ({"ranking": ["-1"]}, "ranking='-1' is not a whole number >= 0"),
     ({"ranking": ["1.5"]}, "ranking='1.5' is not a whole number"),
     ({"ranking": ["9999999"]}, "is far more than any file's replicas"),

@@ -11,7 +11,6 @@ from itertools import permutations
 
 import pytest
 
-from rucio_rd.geo import great_circle_km
 from rucio_rd.model import (
     SODA_ASYNC,
     SODA_SYNC,
@@ -21,6 +20,7 @@ from rucio_rd.model import (
     Site,
     SiteCatalogue,
     SodaService,
+    great_circle_km,
 )
 from rucio_rd.ranking import SORTS, NoSodaReplica, RankingError, choose, rank_replicas
 
@@ -132,7 +132,7 @@ def test_must_include_soda_without_any_soda_site_names_the_rses():
 
 
 def test_unknown_sort_is_a_ranking_error_listing_the_choices():
-    with pytest.raises(RankingError, match="sort='closest'.*nearest_by_client, random"):
+    with pytest.raises(RankingError, match=f"sort='closest'.*{', '.join(SORTS)}"):
         rank_replicas(REPLICAS, CATALOGUE, APPLETON, sort="closest")
 
 

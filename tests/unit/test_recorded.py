@@ -81,13 +81,16 @@ def recorded_sites():
 
 
 def as_document_row(row) -> tuple:
-    """A row of ours in the shape of the recorded table (ID, url, error, description, ...)."""
+    """A row of ours in the shape of the recorded table: ID, access_url,
+    error_message, description, semantics, content_type, content_length."""
     if isinstance(row, LinkFault):
-        return (row.did, None, f"{row.fault}: {row.message}", None, "#this")
+        return (row.did, None, f"{row.fault}: {row.message}", None, "#this", None, None)
     if isinstance(row, SodaLink):
-        return (row.did, None, None, row.description, "#proc")
+        # DaCHS's #proc rows name what the SODA service returns
+        return (row.did, None, None, row.description, "#proc", "application/fits", None)
     assert isinstance(row, ReplicaLink)
-    return (row.did, row.access_url, None, row.description, "#this")
+    return (row.did, row.access_url, None, row.description, "#this", row.content_type,
+            str(row.content_length))
 
 
 def test_recorded_answers_give_the_recorded_datalink_document(recorded_rucio) -> None:
@@ -101,7 +104,8 @@ def test_recorded_answers_give_the_recorded_datalink_document(recorded_rucio) ->
     table = parse(str(DOCUMENT)).get_first_table().to_table()
     recorded = [tuple(None if value is None or str(value) in ("", "--") else str(value)
                       for value in (row["ID"], row["access_url"], row["error_message"],
-                                    row["description"], row["semantics"]))
+                                    row["description"], row["semantics"], row["content_type"],
+                                    row["content_length"]))
                 for row in table]
     ours = [as_document_row(row) for row in result.rows]
     # DaCHS writes the #proc rows after all others
