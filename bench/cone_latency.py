@@ -31,7 +31,6 @@ from astropy.io import votable
 
 from rucio_rd.stack.dachs_instance import DachsInstance
 
-REPO = Path(__file__).resolve().parents[1]
 META_DB = "rucio_rd_bench_cone_meta"
 
 

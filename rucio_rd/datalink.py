@@ -244,7 +244,8 @@ def answer(
     ids = all_values(args, "ID")
     # Every ID gives at least one row: never resolve more IDs than can be shown.
     limit = MAX_IDS if maxrec is None else min(MAX_IDS, maxrec)
-    groups, ranking = _groups(ids[:limit], args, seen, service) if ids[:limit] else ([], None)
+    resolved = ids[:limit]
+    groups, ranking = _groups(resolved, args, seen, service) if resolved else ([], None)
     rows, overflowed = crop_groups(groups, maxrec)
     return DatalinkAnswer(rows, ranking, overflowed or len(ids) > limit, bool(ids))
 

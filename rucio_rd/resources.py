@@ -21,7 +21,6 @@ __all__ = [
     "config_template",
     "data_dir",
     "rd_dir",
-    "site_file_example",
     "uat_seed",
 ]
 
@@ -48,11 +47,6 @@ def rd_dir() -> Path:
 def config_template() -> Path:
     """The commented configuration template, every key with its default."""
     return data_dir() / "res" / "rucio_rd.toml.example"
-
-
-def site_file_example() -> Path:
-    """An example site file (``[sites] source = "file"``), the demo's three sites."""
-    return data_dir() / "res" / "site-directory.json"
 
 
 def uat_seed() -> Path:
