@@ -177,15 +177,21 @@ _shared_lock = threading.Lock()
 _shared: dict[str, Any] = {}
 
 
-def _shared_resolver(table_name: str) -> tuple[links.ReplicaResolver, config.Settings]:
-    """The process-wide resolver and settings, built from the configuration on first use."""
+def _shared_resolver(
+    table_name: Callable[[], str],
+) -> tuple[links.ReplicaResolver, config.Settings]:
+    """The process-wide resolver and settings, built from the configuration on first use.
+
+    ``table_name`` names the published table; it is asked only when building.
+    """
     with _shared_lock:
         if "resolver" not in _shared:
+            table = table_name()
             from rucio_rd import dependencies
 
             settings = load_dachs_settings()
             resolver = dependencies.make_resolver(
-                settings, metadata_lookup=lambda dids: _table_metadata(table_name, dids)
+                settings, metadata_lookup=lambda dids: _table_metadata(table, dids)
             )
             _shared.update(settings=settings, resolver=resolver)
             base.ui.notifyInfo("rucio_rd: DataLink service configured"
@@ -201,7 +207,7 @@ def _probe_rucio(table_name: Callable[[], str]) -> tuple[str, str]:
     from rucio_rd import checks
 
     try:
-        resolver, settings = _shared_resolver(table_name())
+        resolver, settings = _shared_resolver(table_name)
     except (config.ConfigError, ValueError) as exc:
         return MISCONFIGURED, str(exc)
     return checks.rucio_state(settings, resolver.rucio)
@@ -269,8 +275,7 @@ class RucioDatalinkCore(datalink.DatalinkCore):
         install_dachs_logging()
         if isinstance(self.parent, svcs.Service):
             # The contract RD may be the one being loaded: name the table lazily.
-            install_availability(
-                self.parent, lambda: self.contract.getById("main").getQName())
+            install_availability(self.parent, self._main_table)
 
     def adaptForRenderer(self, renderer: Any, queryMeta: Any) -> Any:
         if renderer.name != "dlmeta":
@@ -287,11 +292,10 @@ class RucioDatalinkCore(datalink.DatalinkCore):
             # Metadata pages (capabilities, info) ask without a request: answer
             # with an empty adapted core, never with self, which DaCHS would cache.
             args = {}
-        table = self.contract.getById("main").getQName()
         try:
             result = decisions.answer(
                 args, decisions.ClientFacts(**(queryMeta.get(CLIENT_KEY) or {})),
-                queryMeta["dbLimit"], lambda: _shared_resolver(table))
+                queryMeta["dbLimit"], lambda: _shared_resolver(self._main_table))
         except links.UsageError as exc:
             raise base.ValidationError(str(exc), exc.parameter or "ID") from None
 
@@ -309,6 +313,10 @@ class RucioDatalinkCore(datalink.DatalinkCore):
         adapted.choice_info = result.ranking
         adapted.had_ids = result.had_ids
         return adapted
+
+    def _main_table(self) -> str:
+        """The published table's qualified name (from the contract RD)."""
+        return self.contract.getById("main").getQName()
 
     def _soda_inputs(self) -> list[Any]:
         """The SODA descriptors' input keys, made once from the RD's soda_inputs params."""
