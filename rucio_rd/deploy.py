@@ -44,7 +44,7 @@ from pathlib import Path
 from rucio_rd import checks, config, resources
 
 __all__ = ["DeployError", "deploy", "install_config", "link_inputs", "preflight",
-           "seed_vocabulary_cache"]
+           "seed_vocabulary_cache", "write_private"]
 
 DACHS_COMMAND = "/usr/bin/dachs"
 UAT_CACHE_NAME = "http:=2F=2Fwww.ivoa.net=2Frdf=2Fuat"
@@ -119,11 +119,18 @@ def install_config(etc_dir: Path, given: Path | None, group: str | None = None) 
     config.load_settings(source)
     if source.resolve() == target.resolve():
         return target  # a file the operator keeps there keeps its mode
+    return write_private(target, source.read_bytes(), group)
+
+
+def write_private(target: Path, content: bytes, group: str | None = None) -> Path:
+    """Write ``target`` mode 0640 in ``group`` (DaCHS's server reads it, nobody else),
+    replacing any old file in one step: it may hold a password."""
+    target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     descriptor, scratch = tempfile.mkstemp(prefix=".rucio_rd.", dir=target.parent)
     try:
         with os.fdopen(descriptor, "wb") as sink:  # mkstemp makes it 0600
-            sink.write(source.read_bytes())
+            sink.write(content)
         os.chmod(scratch, 0o640)
         if group:
             _give_to_group(Path(scratch), group, target)

@@ -9,15 +9,14 @@ idempotent: what already runs is reused.
 from __future__ import annotations
 
 import argparse
-import grp
 import json
-import os
 import subprocess
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from rucio_rd.deploy import write_private
 from rucio_rd.metadata import DATALINK_PATH
 from rucio_rd.stack.dachs_instance import DachsInstance
 from rucio_rd.stack.process import ServerProcess
@@ -36,16 +35,7 @@ CONE_PATH = "/rucio/rucio/cone/scs.xml"
 
 def write_server_secret(path: Path, secret: str, group: str = SERVER_GROUP) -> Path:
     """A secret file that DaCHS's server (in ``group``) can read and others cannot."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(descriptor, "w") as sink:
-        sink.write(secret)
-    try:
-        os.chown(path, -1, grp.getgrnam(group).gr_gid)
-        path.chmod(0o640)
-    except (KeyError, PermissionError):
-        pass  # no such group, or not root: the server runs as us
-    return path
+    return write_private(path, secret.encode(), group)
 
 
 @dataclass(frozen=True)
