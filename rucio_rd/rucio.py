@@ -54,6 +54,7 @@ from urllib.parse import quote
 
 import requests
 
+from rucio_rd.http import bounded_session
 from rucio_rd.model import FileReplicas, Replica, ReplicaListing
 from rucio_rd.rucio_http import (
     RucioAuthError,
@@ -183,7 +184,7 @@ class RucioClient:
         self.url = url.rstrip("/")
         self.tokens = tokens
         self.timeout = timeout
-        self.session = session or requests.Session()
+        self.session = bounded_session(session)
         self.account = account
         self.max_dids_per_call = max_dids_per_call
 
@@ -431,7 +432,7 @@ def client_from_settings(settings: RucioSettings) -> RucioClient:
         return value
 
     need("url")
-    session = requests.Session()
+    session = bounded_session()
     tokens: TokenProvider
     account: str | None = None
     if settings.auth == "userpass":

@@ -38,7 +38,7 @@ from typing import Any
 
 import requests
 
-from rucio_rd.http import TransportError, fetch, redact_url
+from rucio_rd.http import TransportError, bounded_session, fetch, redact_url
 from rucio_rd.model import SODA_ASYNC, SODA_SYNC, Position, Site, SiteCatalogue, SodaService
 
 __all__ = [
@@ -420,17 +420,17 @@ class SiteDirectoryClient:
             raise ValueError(f"timeout={timeout!r} must be a positive number of seconds")
         self.url = url.rstrip("/")
         self.timeout = float(timeout)
-        self._session = session if session is not None else requests.Session()
+        self._session = bounded_session(session)
 
     def _get_json(self, endpoint: str) -> Any:
         url = self.url + endpoint
         what = f"site directory GET {redact_url(url)}"
-        # requests' timeout bounds each read, not the whole answer: a directory
-        # that trickles its body is cut off at an overall deadline, and at a size.
+        # The whole call, headers and body, ends within the timeout; a body is cut
+        # off at a size too.
         try:
             response = fetch(self._session, "GET", url, what=what, timeout=self.timeout,
-                             connect_timeout=self.timeout, deadline=2 * self.timeout,
-                             max_bytes=MAX_DIRECTORY_BYTES, body_for=lambda status: status == 200,
+                             connect_timeout=self.timeout, max_bytes=MAX_DIRECTORY_BYTES,
+                             body_for=lambda status: status == 200,
                              headers={"Accept": "application/json"})
         except TransportError as exc:
             if exc.kind == "connection":

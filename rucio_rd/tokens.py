@@ -30,7 +30,7 @@ from urllib.parse import quote
 
 import requests
 
-from rucio_rd.http import header_safe, scrub
+from rucio_rd.http import bounded_session, header_safe, scrub
 from rucio_rd.rucio_http import RucioAuthError, RucioError, RucioUnavailable, error_for, send
 
 __all__ = [
@@ -144,7 +144,7 @@ class UserpassTokens(_CachingTokens):
         self.username = username
         self._password = password
         self.timeout = timeout
-        self._session = session or requests.Session()
+        self._session = bounded_session(session)
 
     def __repr__(self) -> str:
         return (f"UserpassTokens(url={self.url!r}, account={self.account!r}, "
@@ -197,7 +197,7 @@ class OIDCClientCredentialsTokens(_CachingTokens):
         self.audience = audience
         self.timeout = timeout
         self.auth_method = auth_method
-        self._session = session or requests.Session()
+        self._session = bounded_session(session)
 
     def __repr__(self) -> str:
         return (f"OIDCClientCredentialsTokens(token_url={self.token_url!r}, "

@@ -584,7 +584,7 @@ def test_client_wrong_shape_is_a_source_error(misbehaving_url):
 
 def test_client_timeout_is_a_source_error_within_the_timeout(misbehaving_url):
     started = time.monotonic()
-    with pytest.raises(SiteSourceError, match="timed out after 0.2 s"):
+    with pytest.raises(SiteSourceError, match="(timed out after|took longer than) 0.2 s"):
         SiteDirectoryClient(f"{misbehaving_url}/slow", timeout=0.2).fetch()
     assert time.monotonic() - started < 2.0  # the directory would take 3 s
 
@@ -813,6 +813,6 @@ def test_catalogues_are_equal_by_content():
 
 def test_client_cuts_off_a_trickling_directory_at_its_deadline(misbehaving_url):
     started = time.monotonic()
-    with pytest.raises(SiteSourceError, match="took more than"):
+    with pytest.raises(SiteSourceError, match="took longer than 0.5 s"):
         SiteDirectoryClient(f"{misbehaving_url}/trickle", timeout=0.5).fetch()
-    assert time.monotonic() - started < 2.5
+    assert time.monotonic() - started < 1.5
