@@ -76,6 +76,15 @@ class RucioSettings:
     oidc_scope: str = ""
     oidc_audience: str = ""
     timeout: float = 10.0
+    # DataLink requests that may wait on Rucio at once (of DaCHS's 10 threads);
+    # more are answered at once with a TransientFault.  0: no limit.
+    concurrent_calls: int = 4
+    # Failed calls in a row (timeouts, refusals, 5xx) after which Rucio is taken to
+    # be down and requests fail at once, until a probe after circuit_retry_after s.
+    circuit_failures: int = 3
+    circuit_retry_after: float = 15.0
+    # Seconds a file's replicas are reused for repeated IDs; 0 turns that off.
+    replica_cache_ttl: float = 10.0
 
 
 @dataclass(frozen=True)
@@ -87,6 +96,8 @@ class SiteSettings:
     file: str = ""
     ttl: float = 300.0
     timeout: float = 5.0
+    # The longest a request waits for the very first site information.
+    first_wait: float = 2.0
 
 
 @dataclass(frozen=True)

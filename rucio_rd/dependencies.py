@@ -13,7 +13,9 @@ from collections.abc import Callable, Mapping, Sequence
 
 from rucio_rd.config import Settings
 from rucio_rd.geo import GeoLocator
+from rucio_rd.guard import CircuitBreaker, Slots
 from rucio_rd.links import FileMetadata, ReplicaResolver
+from rucio_rd.replica_cache import ReplicaCache
 from rucio_rd.rucio import RucioClient, client_from_settings
 from rucio_rd.site_cache import CachedSiteSource
 from rucio_rd.sites import site_reader
@@ -23,7 +25,8 @@ __all__ = ["make_resolver", "make_site_source"]
 
 def make_site_source(settings: Settings, rucio: RucioClient) -> CachedSiteSource:
     """The site information source named by ``[sites] source``, behind a TTL cache."""
-    return CachedSiteSource(site_reader(settings.sites, rucio), ttl=settings.sites.ttl)
+    return CachedSiteSource(site_reader(settings.sites, rucio), ttl=settings.sites.ttl,
+                            first_wait=settings.sites.first_wait)
 
 
 def make_resolver(
@@ -35,6 +38,10 @@ def make_resolver(
         rucio=rucio,
         sites=make_site_source(settings, rucio),
         locator=GeoLocator(settings.geoip.database or None),
+        slots=Slots(settings.rucio.concurrent_calls),
+        breaker=CircuitBreaker("Rucio", settings.rucio.circuit_failures,
+                               settings.rucio.circuit_retry_after),
+        cache=ReplicaCache(settings.rucio.replica_cache_ttl),
     )
     if metadata_lookup is not None:
         resolver.metadata_lookup = metadata_lookup

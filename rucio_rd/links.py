@@ -25,7 +25,8 @@ from enum import StrEnum
 from typing import Any
 
 from rucio_rd.geo import GeoLocator, LocationError
-from rucio_rd.model import Position, RankedReplica, Site, SiteCatalogue
+from rucio_rd.guard import Busy, CircuitBreaker, CircuitOpen, Slots
+from rucio_rd.model import Position, RankedReplica, ReplicaListing, Site, SiteCatalogue
 from rucio_rd.ranking import (
     DEFAULT_SORT,
     SORT_METHODS,
@@ -35,6 +36,7 @@ from rucio_rd.ranking import (
     choose,
     rank_replicas,
 )
+from rucio_rd.replica_cache import ReplicaCache
 from rucio_rd.rucio import RucioAuthError, RucioClient, RucioError, RucioUnavailable
 from rucio_rd.site_cache import CachedSiteSource
 from rucio_rd.sites import SiteSourceError
@@ -263,6 +265,8 @@ class LinkSet:
     replicas: tuple[RankedReplica, ...]
     metadata: FileMetadata
     file_bytes: int | None = None
+    # Why no site information could be had (for the log); None when it could.
+    sites_problem: str | None = None
 
     @property
     def chosen_site(self) -> Site | None:
@@ -285,6 +289,11 @@ class ReplicaResolver:
     Created once per process (the clients inside keep connections, tokens and
     the site cache) and shared by all requests; ``resolve`` is thread-safe as
     long as the clients are.
+
+    Rucio is asked only for files not in ``cache``, by at most ``slots``
+    requests at once, and not at all while ``breaker`` says it is down: the
+    IDs then get a TransientFault at once, so that requests never pile up in
+    the server's threads waiting on a Rucio that does not answer.
     """
 
     rucio: RucioClient
@@ -294,6 +303,9 @@ class ReplicaResolver:
         lambda dids: {}
     )
     rng: random.Random = field(default_factory=random.SystemRandom)
+    slots: Slots = field(default_factory=lambda: Slots(0))
+    breaker: CircuitBreaker = field(default_factory=lambda: CircuitBreaker("Rucio", 0))
+    cache: ReplicaCache = field(default_factory=lambda: ReplicaCache(0))
 
     def locate(self, request: DatalinkRequest, address: str | None, source: str) -> ClientLocation:
         if address is None:
@@ -340,20 +352,9 @@ class ReplicaResolver:
     ) -> None:
         dids = sorted(set(wanted.values()))
         try:
-            listing = self.rucio.list_replicas(dids)
-        except RucioError as exc:
-            # The details (internal URLs, accounts, Rucio's own message) are for
-            # the operator's log; the client learns what happened and what to do.
-            log.warning("replica listing failed: %s", exc)
-            if isinstance(exc, RucioUnavailable):
-                fault, message = Fault.TRANSIENT, "Rucio is unavailable; try again later"
-            elif isinstance(exc, RucioAuthError):
-                fault, message = Fault.FATAL, (
-                    "Rucio refused the service's credentials; the operator must fix them")
-            else:
-                fault, message = Fault.DEFAULT, (
-                    f"Rucio could not list the replicas ({type(exc).__name__});"
-                    " the service's log has the details")
+            listing = self.cache.listing(dids, self._ask_rucio)
+        except (Busy, CircuitOpen, RucioError) as exc:
+            fault, message = _listing_fault(exc)
             for index, did in wanted.items():
                 results[index] = LinkFault(did, fault, message)
             return
@@ -378,7 +379,33 @@ class ReplicaResolver:
                     " unknown; try again later",
                 )
                 continue
-            results[index] = self._links_for(did, listing, catalogue, metadata, request, client)
+            results[index] = self._links_for(did, listing, catalogue, metadata, request, client,
+                                             sites_problem)
+
+    def _ask_rucio(self, dids: list[str]) -> ReplicaListing:
+        """Rucio's listing, within a slot and the circuit breaker; failures are remembered."""
+        self.breaker.check()
+        with self.slots.take("Rucio"):
+            ok, failure = False, None
+            try:
+                listing = self.rucio.list_replicas(dids)
+                ok = True
+                return listing
+            except RucioUnavailable as exc:
+                failure = str(exc)
+                self.cache.clear()  # what Rucio holds is unknown now
+                raise
+            except RucioError:
+                ok = True  # Rucio answered; the request was the problem
+                raise
+            finally:
+                change = self.breaker.record(ok, failure)
+                if change == "opened":
+                    log.warning("Rucio failed %d calls in a row: DataLink requests fail at once"
+                                " for %.0f s, then one probes it", self.breaker.failures,
+                                self.breaker.retry_after)
+                elif change == "closed":
+                    log.info("Rucio answers again")
 
     def _links_for(
         self,
@@ -388,6 +415,7 @@ class ReplicaResolver:
         metadata: Mapping[str, FileMetadata],
         request: DatalinkRequest,
         client: ClientLocation,
+        sites_problem: str | None = None,
     ) -> LinkSet | LinkFault:
         if did in listing.missing or did not in listing.found:
             return LinkFault(did, Fault.NOT_FOUND, f"Rucio knows no file {did}")
@@ -404,4 +432,27 @@ class ReplicaResolver:
             return LinkFault(did, Fault.NOT_FOUND, str(exc))
         except RankingError as exc:
             return LinkFault(did, Fault.USAGE, str(exc))
-        return LinkSet(did, tuple(ordered), metadata.get(did, FileMetadata()), found.bytes)
+        return LinkSet(did, tuple(ordered), metadata.get(did, FileMetadata()), found.bytes,
+                       sites_problem)
+
+
+def _listing_fault(exc: Exception) -> tuple[Fault, str]:
+    """The fault, and what the client is told, when the replicas could not be listed.
+
+    The details (internal URLs, accounts, Rucio's own message) are for the
+    operator's log; the client learns what happened and what to do.
+    """
+    if isinstance(exc, Busy):
+        log.warning("DataLink request turned away: %s", exc)
+        return Fault.TRANSIENT, ("the service is busy: too many requests are waiting on"
+                                 " Rucio; try again in a few seconds")
+    if isinstance(exc, CircuitOpen):
+        return Fault.TRANSIENT, (f"Rucio is not answering; the service asks it again in"
+                                 f" {exc.retry_in:.0f} s; try again later")
+    log.warning("replica listing failed: %s", exc)
+    if isinstance(exc, RucioUnavailable):
+        return Fault.TRANSIENT, "Rucio is unavailable; try again later"
+    if isinstance(exc, RucioAuthError):
+        return Fault.FATAL, "Rucio refused the service's credentials; the operator must fix them"
+    return Fault.DEFAULT, (f"Rucio could not list the replicas ({type(exc).__name__});"
+                           " the service's log has the details")

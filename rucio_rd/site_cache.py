@@ -12,6 +12,8 @@ import math
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
 
 from rucio_rd.http import scrub
 from rucio_rd.model import SiteCatalogue
@@ -42,11 +44,15 @@ class CachedSiteSource:
         Monotonic seconds; replaceable in tests.
     retry_after : float
         Seconds to wait after a failed fetch before trying again.
+    first_wait : float
+        The longest a request waits for the very first copy.
     """
 
     def __init__(self, fetch: Callable[[], SiteCatalogue], ttl: float,
-                 clock: Callable[[], float] = time.monotonic, retry_after: float = 30.0) -> None:
-        for name, value in (("ttl", ttl), ("retry_after", retry_after)):
+                 clock: Callable[[], float] = time.monotonic, retry_after: float = 30.0,
+                 first_wait: float = 2.0) -> None:
+        for name, value in (("ttl", ttl), ("retry_after", retry_after),
+                            ("first_wait", first_wait)):
             if not (isinstance(value, int | float) and value >= 0 and math.isfinite(value)):
                 raise ValueError(f"{name}={value!r} must be a number of seconds >= 0")
         self._fetch = fetch
@@ -58,6 +64,9 @@ class CachedSiteSource:
         self._fetched_at: float | None = None
         self._failed_at: float | None = None
         self._last_error: str | None = None
+        self._first_wait = float(first_wait)
+        self._first_lock = threading.Lock()
+        self._first: Future[SiteCatalogue] | None = None
 
     @property
     def age(self) -> float | None:
@@ -83,21 +92,43 @@ class CachedSiteSource:
         ------
         SiteSourceError
             If there has never been a good copy and the source fails (or
-            failed less than ``retry_after`` seconds ago).
+            failed less than ``retry_after`` seconds ago, or has not answered
+            within ``first_wait``).
         """
         catalogue = self._catalogue
+        if catalogue is None:
+            return self._first_copy()
         now = self._clock()
-        if catalogue is not None and (self._is_fresh(now) or self._waiting_for_retry(now)):
+        if self._is_fresh(now) or self._waiting_for_retry(now):
             return catalogue
-        if catalogue is not None:
-            if not self._refresh_lock.acquire(blocking=False):
-                return catalogue  # another thread is refreshing
-        else:
-            self._refresh_lock.acquire()  # wait for the first copy
+        if not self._refresh_lock.acquire(blocking=False):
+            return catalogue  # another thread is refreshing
         try:
             return self._refresh()
         finally:
             self._refresh_lock.release()
+
+    def _first_copy(self) -> SiteCatalogue:
+        """Wait at most ``first_wait`` for the first fetch, started here if none runs."""
+        with self._first_lock:
+            future = self._first
+            if future is None or future.done():
+                future = self._first = Future()
+                threading.Thread(target=self._fetch_first, args=(future,), daemon=True,
+                                 name="rucio_rd first site fetch").start()
+        try:
+            return future.result(timeout=self._first_wait)
+        except FutureTimeout:
+            raise SiteSourceError(
+                f"no site information yet: the site source has not answered within"
+                f" {self._first_wait:g} s (it is still being asked)") from None
+
+    def _fetch_first(self, future: Future[SiteCatalogue]) -> None:
+        with self._refresh_lock:
+            try:
+                future.set_result(self._catalogue or self._refresh())
+            except BaseException as exc:  # noqa: BLE001 (handed to the waiting requests)
+                future.set_exception(exc)
 
     def _refresh(self) -> SiteCatalogue:
         """Fetch unless another thread just did; called with the refresh lock held."""

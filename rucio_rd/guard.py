@@ -1,0 +1,135 @@
+"""What keeps one slow back end from taking the whole server down with it.
+
+DaCHS serves every request, cone search and TAP included, from one pool of
+threads (10).  A DataLink request waiting on Rucio holds one of them, so:
+
+- :class:`Slots` bounds how many requests may wait on a back end at once;
+  a request that finds them all taken is answered at once (:class:`Busy`)
+  instead of queueing for a thread;
+- :class:`CircuitBreaker` remembers that a back end has failed several calls
+  in a row and makes further calls fail at once (:class:`CircuitOpen`) until
+  a single probe, some seconds later, finds it answering again.
+
+Both are thread-safe, keep no data of the requests, and do no I/O.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+__all__ = ["Busy", "CircuitBreaker", "CircuitOpen", "Slots"]
+
+
+class Busy(RuntimeError):
+    """Every slot is taken: the caller should answer "try again shortly" at once."""
+
+
+class CircuitOpen(RuntimeError):
+    """The back end failed too often lately; ``retry_in`` seconds until it is probed."""
+
+    def __init__(self, message: str, retry_in: float) -> None:
+        super().__init__(message)
+        self.retry_in = retry_in
+
+
+class Slots:
+    """At most ``count`` holders at once; 0 means no limit.
+
+    ``take()`` never waits: when all slots are taken it raises :class:`Busy`.
+    """
+
+    def __init__(self, count: int) -> None:
+        if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+            raise ValueError(f"count={count!r} must be a whole number >= 0")
+        self.count = count
+        self._free = threading.BoundedSemaphore(count) if count else None
+        self._lock = threading.Lock()
+        self._taken = 0
+
+    @property
+    def taken(self) -> int:
+        return self._taken
+
+    @contextmanager
+    def take(self, what: str = "a back end") -> Iterator[None]:
+        if self._free is not None and not self._free.acquire(blocking=False):
+            raise Busy(f"all {self.count} requests allowed to wait on {what} at once are"
+                       " waiting")
+        with self._lock:
+            self._taken += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._taken -= 1
+            if self._free is not None:
+                self._free.release()
+
+
+class CircuitBreaker:
+    """Closed while calls succeed; open after ``failures`` failed calls in a row.
+
+    While open, :meth:`check` raises :class:`CircuitOpen` at once.  After
+    ``retry_after`` seconds one caller is let through as a probe (the others
+    still fail at once); its success closes the circuit, its failure opens it
+    for another ``retry_after``.  ``failures=0`` never opens it.
+
+    The caller reports each call it was let through for with :meth:`record`.
+    """
+
+    def __init__(self, name: str, failures: int = 3, retry_after: float = 15.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        if isinstance(failures, bool) or not isinstance(failures, int) or failures < 0:
+            raise ValueError(f"failures={failures!r} must be a whole number >= 0")
+        if not retry_after >= 0:
+            raise ValueError(f"retry_after={retry_after!r} must be a number of seconds >= 0")
+        self.name = name
+        self.failures = failures
+        self.retry_after = float(retry_after)
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._in_a_row = 0
+        self._opened_at: float | None = None
+        self._probing = False
+        self.last_failure: str | None = None
+
+    @property
+    def is_open(self) -> bool:
+        return self._opened_at is not None
+
+    def check(self) -> None:
+        """Return if a call may be made now; raise :class:`CircuitOpen` if not."""
+        with self._lock:
+            if self._opened_at is None:
+                return
+            waited = self._clock() - self._opened_at
+            if waited >= self.retry_after and not self._probing:
+                self._probing = True  # this caller probes; the others keep failing fast
+                return
+            retry_in = max(0.0, self.retry_after - waited)
+            raise CircuitOpen(
+                f"{self.name} failed {self._in_a_row} calls in a row; it is asked again"
+                f" in {retry_in:.0f} s", retry_in)
+
+    def record(self, ok: bool, failure: str | None = None) -> str | None:
+        """Report how a call let through by :meth:`check` ended.
+
+        Returns ``"opened"`` or ``"closed"`` when this report changed the
+        circuit's state (for the caller to log), else None.
+        """
+        with self._lock:
+            self._probing = False
+            was_open = self._opened_at is not None
+            if ok:
+                self._in_a_row = 0
+                self._opened_at = None
+                return "closed" if was_open else None
+            self._in_a_row += 1
+            self.last_failure = failure
+            if self.failures and self._in_a_row >= self.failures:
+                self._opened_at = self._clock()
+                return None if was_open else "opened"
+            return None
