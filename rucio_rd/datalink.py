@@ -17,7 +17,7 @@ in one ID is a fault row for that ID, never an exception.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -126,7 +126,8 @@ def _describe(link_set: LinkSet, rank: int, first_is: str | None, ranking: int =
     if ranked.distance_km is not None:
         text += f", {ranked.distance_km:,.0f} km from the client"
     if rank == 0:
-        if first_is and ranking == 0:
+        # "nearest" is said only where the distance is known.
+        if first_is and ranking == 0 and ranked.distance_km is not None:
             return f"{text}: {first_is}"
         return f"{text}: chosen replica" + (f" (ranking={ranking})" if ranking else "")
     return f"{text}: fallback {rank}"
@@ -152,21 +153,45 @@ def replica_links(link_set: LinkSet, first_is: str | None, ranking: int = 0
     ]
 
 
+def _unplaced(link_sets: Sequence[LinkSet]) -> tuple[bool, list[str]]:
+    """Whether site information was missing, and the RSEs whose position is unknown."""
+    missing_sites = any(link_set.sites_problem for link_set in link_sets)
+    rses = {ranked.replica.rse for link_set in link_sets for ranked in link_set.replicas
+            if ranked.distance_km is None}
+    return missing_sites, sorted(rses)
+
+
 def explain_ranking(request: DatalinkRequest, client: ClientLocation,
-                    locator_description: str) -> tuple[str, str]:
-    """The ``replica_ranking`` INFO: the sort method, and in words how the order was made."""
+                    locator_description: str, link_sets: Sequence[LinkSet] = ()
+                    ) -> tuple[str, str]:
+    """The ``replica_ranking`` INFO: the sort method, and in words how the order was made.
+
+    ``link_sets`` are the answer's files: where their sites' positions are
+    unknown (no site information, or an RSE the sites do not place), it says
+    so and which order was used instead.
+    """
     method = SORT_METHODS[request.sort]
+    missing_sites, unplaced = _unplaced(link_sets)
     if not method.needs_client_position:
         how = f"replicas {method.summary}"
+    elif client.position is not None and missing_sites:
+        position = client.position
+        how = (f"the site information is unavailable (the service's log says why), so no"
+               f" replica's position is known and none is called nearest: replicas are in"
+               f" RSE-name order; the client {client.address} was located at"
+               f" {position.latitude:.2f}, {position.longitude:.2f}")
     elif client.position is not None:
         position = client.position
         label = f" ({position.label})" if position.label else ""
         how = (f"replicas {method.summary} {client.address}{label}"
                f" at {position.latitude:.2f}, {position.longitude:.2f}, located from"
                f" {client.source} with {locator_description}")
+        if unplaced:
+            how += (f"; the positions of {', '.join(unplaced)} are unknown, so their replicas"
+                    " come after the others, in RSE-name order")
     else:
-        how = (f"the client could not be located ({client.problem}); replicas are in"
-               " no particular order")
+        how = (f"the client could not be located ({client.problem}), so no replica is"
+               " called nearest: replicas are in RSE-name order")
     if request.ranking:
         how += f"; ranking={request.ranking} puts the replica of that rank first"
     if request.must_include_soda:
@@ -200,7 +225,8 @@ def _groups(ids: list[str], args: Mapping[str, Any], seen: ClientFacts,
     located = client.position is not None or not method.needs_client_position
     first_is = method.first_is if located else None
     groups: list[list[Row]] = []
-    for result in resolver.resolve(ids, request, client):
+    results = resolver.resolve(ids, request, client)
+    for result in results:
         if isinstance(result, LinkFault):
             groups.append([result])
             continue
@@ -210,7 +236,8 @@ def _groups(ids: list[str], args: Mapping[str, Any], seen: ClientFacts,
             group.extend(SodaLink(result.did, service, site.name)
                          for service in (site.soda_sync, site.soda_async) if service is not None)
         groups.append(group)
-    return groups, explain_ranking(request, client, resolver.locator.description)
+    link_sets = [result for result in results if isinstance(result, LinkSet)]
+    return groups, explain_ranking(request, client, resolver.locator.description, link_sets)
 
 
 def answer(

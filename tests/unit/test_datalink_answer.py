@@ -4,7 +4,7 @@ explanation out, without DaCHS."""
 from __future__ import annotations
 
 import pytest
-from fakes import ES, UK, resolver
+from fakes import ES, FILES, UK, FakeRucio, FakeSites, resolver
 
 from rucio_rd.config import ConfigError, Settings
 from rucio_rd.datalink import (
@@ -150,3 +150,39 @@ def test_at_most_max_ids_are_resolved() -> None:
     result = ask(ID=[f"s:f{n}" for n in range(MAX_IDS + 5)])
     assert len(result.rows) == MAX_IDS and result.overflowed
     assert all(isinstance(row, LinkFault) for row in result.rows)
+
+
+# -- no site information: nobody is called nearest --------------------------------------
+
+
+def test_without_site_information_no_replica_is_called_nearest() -> None:
+    service = resolver(FakeRucio(FILES), FakeSites(error=True))
+    result = answer({"ID": ["s:both"], "client_ip_address": "1.2.3.4"}, ClientFacts(), None,
+                    lambda: (service, Settings()))
+    descriptions = [row.description for row in result.rows]
+    # RSE-name order (ES_RSE before UK_RSE), no distance claimed, nobody "nearest".
+    assert descriptions == ["obs at ES_RSE: chosen replica", "obs at UK_RSE: fallback 1"]
+    sort, how = result.ranking
+    assert sort == "nearest_by_client"
+    assert "site information is unavailable" in how
+    assert "none is called nearest: replicas are in RSE-name order" in how
+    assert "ordered by great-circle distance" not in how
+
+
+def test_an_rse_without_a_position_is_named_in_the_explanation() -> None:
+    files = {"s:f": (Replica("UK_RSE", "https://uk/f"), Replica("XX_RSE", "https://xx/f"))}
+    service = resolver(FakeRucio(files))
+    result = answer({"ID": ["s:f"], "client_ip_address": "1.2.3.4"}, ClientFacts(), None,
+                    lambda: (service, Settings()))
+    first, second = (row.description for row in result.rows)
+    assert first.endswith("km from the client: nearest replica")
+    assert second == "s:f at XX_RSE: fallback 1"
+    assert "the positions of XX_RSE are unknown" in result.ranking[1]
+
+
+def test_an_unlocated_client_gets_rse_name_order_and_is_told_so() -> None:
+    service = resolver()
+    result = answer({"ID": ["s:both"]}, ClientFacts(peer="127.0.0.1"), None,
+                    lambda: (service, Settings()))
+    assert [row.description for row in result.rows][0] == "obs at SPSRC (ES_RSE): chosen replica"
+    assert "replicas are in RSE-name order" in result.ranking[1]
