@@ -26,6 +26,7 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import psycopg2
 from gavo import base, rsc, svcs, utils
 from gavo.formats import votablewrite
 from gavo.protocols import datalink
@@ -226,16 +227,27 @@ def install_availability(service: Any, table_name: Callable[[], str]) -> None:
 
 
 def _table_metadata(table_name: str, dids: Sequence[str]) -> dict[str, links.FileMetadata]:
-    """obs_id, content type and length for the DIDs from the published table."""
-    result = {}
-    with base.getTableConn() as connection:
-        for did, obs_id, content_type, content_length in connection.query(
-            f"SELECT did, obs_id, content_type, content_length FROM {table_name}"
-            " WHERE did = ANY(%(dids)s)",
-            {"dids": list(dids)},
-        ):
-            result[did] = links.FileMetadata(obs_id, content_type, content_length)
-    return result
+    """obs_id, content type and length for the DIDs from the published table.
+
+    A connection the database dropped (a restart, a failover,
+    ``pg_terminate_backend``) fails its first query; DaCHS then discards its
+    pools, so the lookup is made once more on a fresh connection.
+    """
+    query = (f"SELECT did, obs_id, content_type, content_length FROM {table_name}"
+             " WHERE did = ANY(%(dids)s)")
+    for attempt in (1, 2):
+        try:
+            with base.getTableConn() as connection:
+                return {did: links.FileMetadata(obs_id, content_type, content_length)
+                        for did, obs_id, content_type, content_length
+                        in connection.query(query, {"dids": list(dids)})}
+        except (psycopg2.OperationalError, psycopg2.InterfaceError) as exc:
+            if attempt == 2:
+                raise
+            logging.getLogger("rucio_rd.datalink").warning(
+                "metadata lookup lost its database connection (%s); retrying once on a"
+                " fresh one", " ".join(str(exc).split()))
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 def _link_def(row: decisions.ReplicaLink | links.LinkFault) -> datalink.LinkDef:

@@ -125,6 +125,8 @@ def _describe(link_set: LinkSet, rank: int, first_is: str | None, ranking: int =
     text = f"{what} at {where}"
     if ranked.distance_km is not None:
         text += f", {ranked.distance_km:,.0f} km from the client"
+    if link_set.metadata.unavailable:
+        text += " (the published metadata could not be read: no content type)"
     if rank == 0:
         # "nearest" is said only where the distance is known.
         if first_is and ranking == 0 and ranked.distance_km is not None:

@@ -245,6 +245,8 @@ class FileMetadata:
     obs_id: str | None = None
     content_type: str | None = None
     content_length: int | None = None
+    # True when the published table could not be read (the rows say so).
+    unavailable: bool = False
 
 
 @dataclass(frozen=True)
@@ -367,8 +369,8 @@ class ReplicaResolver:
         try:
             metadata = self.metadata_lookup(dids)
         except Exception as exc:  # the table is a nicety; links work without it
-            log.warning("metadata lookup failed: %s", exc)
-            metadata = {}
+            log.warning("metadata lookup failed: %s", " ".join(str(exc).split()))
+            metadata = {did: FileMetadata(unavailable=True) for did in dids}
         for index, did in wanted.items():
             if sites_problem and request.must_include_soda:
                 # Not "no SODA site": we cannot tell which sites offer SODA right now.

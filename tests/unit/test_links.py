@@ -232,7 +232,19 @@ def test_broken_metadata_lookup_does_not_cost_the_links() -> None:
 
     broken.metadata_lookup = lookup
     [result] = broken.resolve(["s:both"], DatalinkRequest(), located())
-    assert result.metadata == FileMetadata()
+    assert result.metadata == FileMetadata(unavailable=True)
+    assert [r.replica.rse for r in result.replicas] == ["UK_RSE", "ES_RSE"]
+
+
+def test_a_row_says_when_the_published_metadata_could_not_be_read() -> None:
+    from rucio_rd.datalink import replica_links
+
+    broken = resolver()
+    broken.metadata_lookup = lambda dids: (_ for _ in ()).throw(RuntimeError("db restarted"))
+    [result] = broken.resolve(["s:both"], DatalinkRequest(), located())
+    first = replica_links(result, "nearest replica")[0]
+    assert first.content_type is None
+    assert "(the published metadata could not be read: no content type)" in first.description
 
 
 def test_must_include_soda_without_site_information_is_transient_not_not_found() -> None:
