@@ -556,6 +556,9 @@ def test_one_call_serves_all_dids_and_unknown_ones_are_missing(fake: FakeRucio) 
     assert len(fake.calls("/replicas/list")) == 1
     body = fake.calls("/replicas/list")[0].json()
     assert body["sort"] == "random" and "schemes" not in body
+    # Booleans as Rucio's REST layer wants them (0/1-like values flood its log).
+    assert body["ignore_availability"] == "false" and body["resolve_archives"] == "true"
+    assert not [key for key, value in body.items() if isinstance(value, bool | int)]
     assert body["dids"][1] == {"scope": "testing", "name": "nope.fits"}
     assert fake.calls("/replicas/list")[0].headers["Accept"] == "application/x-json-stream"
     assert set(listing.found) == {WALLABY, PTF}
