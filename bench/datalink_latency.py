@@ -8,7 +8,15 @@ in one run:
   cached, as a datalink service would hold it), for 1 and for 10 DIDs;
 - the datalink service for 1 ID and for 10 IDs (median, p95);
 - the ratio of datalink to floor, and 10 IDs against 10 single requests;
-- throughput with a few concurrent clients for a fixed time.
+- throughput with a few concurrent clients for a fixed time;
+- popular files: with the replica cache turned on (``[rucio]
+  replica_cache_ttl``, by rewriting the installed configuration and
+  ``dachs serve reload``), a warm repeat of one ID against one bare
+  ``replicas/list``, and throughput for one ID under ``--popular-clients``
+  clients with the cache off and on.
+
+The first rows are measured with the cache off, so that every request
+reaches Rucio.
 
 All traffic goes to 127.0.0.1.  Run: ``.venv/bin/python bench/datalink_latency.py``
 (``--requests N`` to change the sample size, ``--keep`` to leave the stack up).
@@ -17,6 +25,7 @@ All traffic goes to 127.0.0.1.  Run: ``.venv/bin/python bench/datalink_latency.p
 from __future__ import annotations
 
 import argparse
+import re
 import statistics
 import sys
 import tempfile
@@ -58,6 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--requests", type=int, default=200)
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--popular-clients", type=int, default=8)
     parser.add_argument("--keep", action="store_true")
     args = parser.parse_args(argv)
 
@@ -66,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     stack = Stack(Layout(
         workdir=workdir, rucio_port=18193, sites_port=18293, dachs_port=18082,
         legacy_port=18393, rucio_db="rucio_rd_bench_rucio", meta_db="rucio_rd_bench_meta",
-        dachs_db="rucio_rd_bench_dachs", synthetic_files=300,
+        dachs_db="rucio_rd_bench_dachs", synthetic_files=300, replica_cache_ttl=0.0,
     ))
     print("bringing up the bench stack...", file=sys.stderr)
     stack.up(fresh=True, log=lambda message: None)
@@ -116,33 +126,57 @@ def run(stack: Stack, args: argparse.Namespace) -> int:
         summary("datalink, 10 IDs", timed(datalink(ten), args.requests // 2)),
     ]
 
-    done = [0] * args.clients
-    stop_at = time.monotonic() + args.seconds
-
-    def worker(index: int) -> None:
-        call = datalink(one, requests.Session())
-        while time.monotonic() < stop_at:
-            call()
-            done[index] += 1
-
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(args.clients)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    throughput = sum(done) / args.seconds
+    throughput = concurrent(datalink, one, args.clients, args.seconds)
+    popular_off = concurrent(datalink, one, args.popular_clients, args.seconds)
+    set_replica_cache(stack, 10.0)
+    rows.append(summary("datalink, 1 ID, warm repeat (cache on)",
+                        timed(datalink(one), args.requests)))
+    popular_on = concurrent(datalink, one, args.popular_clients, args.seconds)
 
     print(f"\n{'measurement':40} {'median ms':>10} {'p95 ms':>10}")
     for name, median, p95 in rows:
         print(f"{name:40} {median:10.1f} {p95:10.1f}")
-    floor1, dl1, floor10, dl10 = (row[1] for row in rows)
+    floor1, dl1, floor10, dl10, warm = (row[1] for row in rows)
     print(f"\ndatalink / floor, 1 ID:         {dl1 / floor1:.2f}x  (target <= 1.3x)")
     print(f"overhead over the floor, 1 ID:   {dl1 - floor1:.1f} ms")
     print(f"10 IDs vs 10 single requests:    {dl10:.1f} ms vs {10 * dl1:.1f} ms "
           f"({dl10 / (10 * dl1):.2f})")
     print(f"throughput, 1 ID, {args.clients} clients, {args.seconds:.0f} s: "
-          f"{throughput:.1f} requests/s ({sum(done)} requests)")
+          f"{throughput:.1f} requests/s")
+    print(f"warm repeat / one bare replicas/list: {warm / floor1:.2f}x  (target <= 0.3x)")
+    print(f"throughput, 1 popular ID, {args.popular_clients} clients, {args.seconds:.0f} s:"
+          f" cache off {popular_off:.1f}/s, cache on {popular_on:.1f}/s"
+          f" ({popular_on / popular_off:.1f}x, target >= 3x)")
     return 0
+
+
+def concurrent(datalink, dids: list[str], clients: int, seconds: float) -> float:
+    """Requests per second that ``clients`` concurrent clients get for ``dids``."""
+    done = [0] * clients
+    stop_at = time.monotonic() + seconds
+
+    def worker(index: int) -> None:
+        call = datalink(dids, requests.Session())
+        while time.monotonic() < stop_at:
+            call()
+            done[index] += 1
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return sum(done) / seconds
+
+
+def set_replica_cache(stack: Stack, ttl: float) -> None:
+    """Rewrite the installed configuration's replica_cache_ttl; ``dachs serve reload``."""
+    path = stack.dachs.plugin_config
+    text = re.sub(r"(?m)^replica_cache_ttl = .*$", f"replica_cache_ttl = {ttl}",
+                  path.read_text(encoding="utf-8"))
+    path.write_text(text, encoding="utf-8")
+    stack.dachs.reload()
+    time.sleep(1.0)
 
 
 if __name__ == "__main__":

@@ -36,6 +36,7 @@ from rucio_rd import config, links
 from rucio_rd import datalink as decisions
 from rucio_rd.availability import MISCONFIGURED, Availability
 from rucio_rd.dachs_config import load_dachs_settings
+from rucio_rd.dachs_server import install_server_fixes
 from rucio_rd.ranking import sort_parameter_description
 
 __all__ = ["DachsLogHandler", "RucioDatalinkCore", "install_availability",
@@ -285,6 +286,7 @@ class RucioDatalinkCore(datalink.DatalinkCore):
         super().completeElement(ctx)
         install_client_hook()
         install_dachs_logging()
+        install_server_fixes()
         if isinstance(self.parent, svcs.Service):
             # The contract RD may be the one being loaded: name the table lazily.
             install_availability(self.parent, self._main_table)

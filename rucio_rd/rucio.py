@@ -61,6 +61,7 @@ from rucio_rd.rucio_http import (
     RucioError,
     RucioUnavailable,
     error_for,
+    flags,
     send,
 )
 from rucio_rd.tokens import (
@@ -96,9 +97,9 @@ PREFERRED_SCHEMES = ("https", "davs")
 # (status, ExceptionClass) with which Rucio rejects a whole batch because of one DID.
 _BATCH_REJECTIONS = {(400, "InvalidObject"), (500, "DatabaseException")}
 _WORD = re.compile(r"\w")
-# POST /replicas/list's flags, spelled as Rucio's param_get_bool wants them.
-_LIST_FLAGS = {"unavailable": "false", "ignore_availability": "false",
-               "all_states": "false", "resolve_archives": "true", "resolve_parents": "false"}
+# POST /replicas/list's flags, all given: Rucio's own defaults would flood its log.
+_LIST_FLAGS = flags(unavailable=False, ignore_availability=False, all_states=False,
+                    resolve_archives=True, resolve_parents=False)
 
 
 # -- replicas ----------------------------------------------------------------------------
@@ -329,8 +330,6 @@ class RucioClient:
             # Without it Rucio 41 sorts by 'geoip' and tries to download a GeoIP
             # database on every call; we rank the replicas ourselves.
             "sort": "random",
-            # Rucio's defaults for these are booleans, which its REST layer takes
-            # for 0/1 and warns about in its log on every call; strings it does not.
             **_LIST_FLAGS,
         }
         if schemes is not None:

@@ -19,7 +19,7 @@ import requests
 
 from rucio_rd.http import TransportError, fetch, scrub
 
-__all__ = ["RucioAuthError", "RucioError", "RucioUnavailable", "error_for", "send"]
+__all__ = ["RucioAuthError", "RucioError", "RucioUnavailable", "error_for", "flags", "send"]
 
 
 class RucioError(RuntimeError):
@@ -74,6 +74,16 @@ def error_for(what: str, resp: requests.Response, secrets: Sequence[str | None] 
     else:
         cls = RucioError
     return cls(text, resp.status_code, exception_class)
+
+
+def flags(**values: bool) -> dict[str, str]:
+    """Boolean request parameters spelled ``"true"``/``"false"``.
+
+    Rucio's REST layer takes a JSON ``true``/``false`` for 1/0 and logs a warning
+    about it for every such parameter of every call (also for its own defaults
+    of parameters left out), which floods its log; strings it takes silently.
+    """
+    return {name: "true" if value else "false" for name, value in values.items()}
 
 
 def send(session: requests.Session, method: str, url: str, what: str, timeout: float,

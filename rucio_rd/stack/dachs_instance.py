@@ -121,6 +121,9 @@ class DachsInstance:
             "bindAddress: 127.0.0.1\n"
             f"serverURL: {self.server_url}\n"
             "sitename: rucio_rd demo data centre\n"
+            # Loaded at start-up, so that the plugin's server-wide fixes
+            # (rucio_rd.dachs_server) apply from the first connection on.
+            "preloadRDs: rucio/rucio\n"
             "[ivoa]\n"
             "authority: rucio-rd.example\n"
         )

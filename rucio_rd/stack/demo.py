@@ -52,6 +52,10 @@ class Layout:
     legacy_port: int = 10000
     synthetic_files: int = 300
     sites_ttl: float = 300.0
+    # [rucio] keys of the plugin configuration other than the connection's.
+    rucio_timeout: float = 10.0
+    replica_cache_ttl: float = 10.0
+    circuit_retry_after: float = 15.0
     # Where the files DaCHS's server (user gavo) reads go: its instance and the
     # Rucio password file.  None means workdir, which must then be reachable.
     server_dir: Path | None = None
@@ -124,6 +128,9 @@ class Stack:
                 "url": self.rucio.url, "auth": "userpass",
                 "account": credentials["account"], "username": credentials["username"],
                 "password_file": str(password_file),
+                "timeout": self.layout.rucio_timeout,
+                "replica_cache_ttl": self.layout.replica_cache_ttl,
+                "circuit_retry_after": self.layout.circuit_retry_after,
             },
             "sites": {"source": "site_directory", "url": self.sites.url,
                       "ttl": self.layout.sites_ttl},

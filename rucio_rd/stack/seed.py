@@ -44,6 +44,8 @@ from typing import Any
 
 import requests
 
+from rucio_rd.rucio_http import flags
+
 META_PLUGIN = "POSTGRES_JSON"
 ACCESS_FORMAT = "application/x-votable+xml;content=datalink"
 CONTENT_TYPE = "application/fits"
@@ -272,7 +274,9 @@ def existing_replicas(api: RucioREST, files: list[DemoFile]) -> dict[str, set[st
     found: dict[str, set[str]] = {}
     for chunk in _chunks(files):
         body = {"dids": [{"scope": f.scope, "name": f.name} for f in chunk],
-                "all_states": True, "schemes": ["https"],
+                **flags(all_states=True, unavailable=False, ignore_availability=False,
+                        resolve_archives=True, resolve_parents=False),
+                "schemes": ["https"],
                 # Rucio's default 'geoip' sort tries to download a MaxMind database per
                 # call and fills the server log; the order does not matter here.
                 "sort": "random"}
@@ -287,7 +291,7 @@ def ensure_replicas(api: RucioREST, files: list[DemoFile], counts: dict[str, int
     for rse in RSE_NAMES:
         missing = [f for f in files if rse in f.rses and rse not in have.get(f.did, set())]
         for chunk in _chunks(missing):
-            body = {"rse": rse, "ignore_availability": True,
+            body = {"rse": rse, **flags(ignore_availability=True),
                     "files": [{"scope": f.scope, "name": f.name, "bytes": f.bytes,
                                "adler32": f.adler32} for f in chunk]}
             api.request("POST", "/replicas", json=body)
@@ -301,7 +305,7 @@ def existing_metadata(api: RucioREST, files: list[DemoFile]) -> dict[str, dict[s
         # inherit=True is the path on which Rucio maps "no metadata row" to {} instead of
         # failing the whole request with DataIdentifierNotFound.
         body = {"dids": [{"scope": f.scope, "name": f.name} for f in chunk],
-                "inherit": True, "plugin": META_PLUGIN}
+                **flags(inherit=True), "plugin": META_PLUGIN}
         for entry in api.json_stream("POST", "/dids/bulkmeta", json=body):
             did = f"{entry.pop('scope')}:{entry.pop('name')}"
             found[did] = entry

@@ -15,12 +15,22 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import pyvo
+from astropy.utils.data import import_file_to_cache
 
 from rucio_rd.stack.debian import source_digest
 from rucio_rd.stack.demo import Layout, Stack
 
 TEST_PORTS = {"rucio_port": 18191, "sites_port": 18291, "dachs_port": 18080, "legacy_port": 18391}
 BUILD_STAMP = Path("/usr/share/rucio-rd/BUILD")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def datalink_vocabulary() -> None:
+    """pyvo's bysemantics() needs the IVOA datalink vocabulary; there is no internet here."""
+    source = Path(pyvo.__file__).parent / "dal" / "tests" / "data" / "datalink" / "datalink.desise"
+    import_file_to_cache("http://www.ivoa.net/rdf/datalink/core", str(source),
+                         remove_original=False)
 
 
 @pytest.fixture(scope="session")
@@ -38,6 +48,11 @@ def stack() -> Iterator[Stack]:
         dachs_db="rucio_rd_it_dachs",
         synthetic_files=300,
         sites_ttl=1.0,  # short, so that the site-directory outage test sees a refresh fail
+        # Every request reaches Rucio (the tests change what it holds and stop it; the
+        # cache is the unit tests' and the benchmark's), and faults end quickly.
+        replica_cache_ttl=0.0,
+        rucio_timeout=5.0,
+        circuit_retry_after=2.0,
         **TEST_PORTS,
     )
     stack = Stack(layout)

@@ -13,12 +13,9 @@ import shutil
 import subprocess
 import time
 import urllib.parse
-from pathlib import Path
 
 import pytest
-import pyvo
 import requests
-from astropy.utils.data import import_file_to_cache
 from pyvo.dal import conesearch
 from pyvo.dal.adhoc import DatalinkResults, SodaQuery
 
@@ -47,14 +44,6 @@ SITE_HOSTS = {
     "SPSRC_STORAGE": "spsrc14.iaa.csic.es",
     "AUSSRC_STORAGE": "storage.aussrc.example",
 }
-
-
-@pytest.fixture(scope="module", autouse=True)
-def datalink_vocabulary() -> None:
-    """pyvo's bysemantics() needs the IVOA datalink vocabulary; there is no internet here."""
-    source = Path(pyvo.__file__).parent / "dal" / "tests" / "data" / "datalink" / "datalink.desise"
-    import_file_to_cache("http://www.ivoa.net/rdf/datalink/core", str(source),
-                         remove_original=False)
 
 
 def links_url(stack: Stack, *dids: str, **params: str) -> str:
