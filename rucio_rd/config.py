@@ -78,7 +78,7 @@ class RucioSettings:
     timeout: float = 10.0
     # DataLink requests that may wait on Rucio at once (of DaCHS's 10 threads);
     # more are answered at once with a TransientFault.  0: no limit.
-    concurrent_calls: int = 4
+    concurrent_calls: int = 6
     # Failed calls in a row (timeouts, refusals, 5xx) after which Rucio is taken to
     # be down and requests fail at once, until a probe after circuit_retry_after s.
     circuit_failures: int = 3

@@ -4,8 +4,9 @@ DaCHS serves every request, cone search and TAP included, from one pool of
 threads (10).  A DataLink request waiting on Rucio holds one of them, so:
 
 - :class:`Slots` bounds how many requests may wait on a back end at once;
-  a request that finds them all taken is answered at once (:class:`Busy`)
-  instead of queueing for a thread;
+  a request that finds them all taken by calls that are stuck is answered at
+  once (:class:`Busy`) instead of queueing for a thread (while the calls make
+  progress, it waits a moment for a slot);
 - :class:`CircuitBreaker` remembers that a back end has failed several calls
   in a row and makes further calls fail at once (:class:`CircuitOpen`) until
   a single probe, some seconds later, finds it answering again.
@@ -38,33 +39,56 @@ class CircuitOpen(RuntimeError):
 class Slots:
     """At most ``count`` holders at once; 0 means no limit.
 
-    ``take()`` never waits: when all slots are taken it raises :class:`Busy`.
+    When all slots are taken, ``take()`` waits for one only while the holders
+    are making progress: as long as the oldest of them has held its slot less
+    than ``patience`` seconds (a normal Rucio call takes tens of
+    milliseconds), and for at most ``patience`` seconds.  When the holders are
+    stuck (a back end that hangs), it raises :class:`Busy` at once, so that
+    requests never queue for the server's threads behind a dead back end.
     """
 
-    def __init__(self, count: int) -> None:
+    def __init__(self, count: int, patience: float = 1.0) -> None:
         if isinstance(count, bool) or not isinstance(count, int) or count < 0:
             raise ValueError(f"count={count!r} must be a whole number >= 0")
         self.count = count
+        self.patience = patience
         self._free = threading.BoundedSemaphore(count) if count else None
         self._lock = threading.Lock()
-        self._taken = 0
+        self._holders: dict[int, float] = {}  # holder -> when it took its slot
+        self._serial = 0
 
     @property
     def taken(self) -> int:
-        return self._taken
+        return len(self._holders)
+
+    def _stuck(self) -> bool:
+        """Whether the oldest holder has held its slot ``patience`` seconds or more."""
+        with self._lock:
+            oldest = min(self._holders.values(), default=None)
+        return oldest is not None and time.monotonic() - oldest >= self.patience
+
+    def _acquire(self, what: str) -> None:
+        if self._free is None or self._free.acquire(blocking=False):
+            return
+        gives_up = time.monotonic() + self.patience
+        while not self._stuck() and time.monotonic() < gives_up:
+            if self._free.acquire(timeout=min(0.02, max(0.0, gives_up - time.monotonic()))):
+                return
+        raise Busy(f"all {self.count} requests allowed to wait on {what} at once are"
+                   " waiting" + (" and stuck" if self._stuck() else ""))
 
     @contextmanager
     def take(self, what: str = "a back end") -> Iterator[None]:
-        if self._free is not None and not self._free.acquire(blocking=False):
-            raise Busy(f"all {self.count} requests allowed to wait on {what} at once are"
-                       " waiting")
+        self._acquire(what)
         with self._lock:
-            self._taken += 1
+            self._serial += 1
+            holder = self._serial
+            self._holders[holder] = time.monotonic()
         try:
             yield
         finally:
             with self._lock:
-                self._taken -= 1
+                del self._holders[holder]
             if self._free is not None:
                 self._free.release()
 

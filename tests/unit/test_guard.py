@@ -29,17 +29,61 @@ class Clock:
 # -- slots -----------------------------------------------------------------------------
 
 
-def test_slots_turn_the_extra_holder_away_at_once_and_free_on_exit() -> None:
-    slots = Slots(2)
+def test_slots_turn_the_extra_holder_away_at_once_when_the_holders_are_stuck() -> None:
+    slots = Slots(2, patience=0.1)
     with slots.take(), slots.take():
         assert slots.taken == 2
+        time.sleep(0.15)  # the holders have now held their slots longer than patience
         started = time.monotonic()
-        with pytest.raises(Busy, match="all 2 requests"), slots.take("Rucio"):
+        with pytest.raises(Busy, match="all 2 requests .* waiting and stuck"), \
+                slots.take("Rucio"):
             pass
-        assert time.monotonic() - started < 0.1
+        assert time.monotonic() - started < 0.05
     assert slots.taken == 0
     with slots.take():
         pass
+
+
+def test_while_the_holders_make_progress_a_request_waits_for_a_slot() -> None:
+    slots = Slots(1, patience=2.0)
+    took = threading.Event()
+
+    def quick_holder() -> None:
+        with slots.take():
+            took.set()
+            time.sleep(0.1)  # a normal back-end call
+
+    thread = threading.Thread(target=quick_holder)
+    thread.start()
+    took.wait(1)
+    started = time.monotonic()
+    with slots.take():
+        waited = time.monotonic() - started
+    thread.join()
+    assert 0.03 < waited < 1.0
+
+
+def test_a_waiting_request_gives_up_after_patience() -> None:
+    slots = Slots(1, patience=0.2)
+    release = threading.Event()
+    took = threading.Event()
+
+    def holder() -> None:
+        with slots.take():
+            took.set()
+            release.wait(5)
+
+    thread = threading.Thread(target=holder)
+    thread.start()
+    took.wait(1)
+    started = time.monotonic()
+    with pytest.raises(Busy):
+        with slots.take():
+            pass
+    elapsed = time.monotonic() - started
+    release.set()
+    thread.join()
+    assert 0.15 < elapsed < 0.5
 
 
 def test_a_slot_is_freed_when_its_holder_fails() -> None:
@@ -212,7 +256,7 @@ def test_refused_credentials_do_not_open_the_circuit() -> None:
     assert len(rucio.calls) == 3
 
 
-def test_when_every_slot_waits_on_rucio_the_next_request_is_turned_away_at_once() -> None:
+def test_when_every_slot_is_stuck_on_rucio_the_next_request_is_turned_away_at_once() -> None:
     release = threading.Event()
 
     class HangingRucio(FakeRucio):
@@ -221,13 +265,14 @@ def test_when_every_slot_waits_on_rucio_the_next_request_is_turned_away_at_once(
             return super().list_replicas(dids)
 
     service = resolver(HangingRucio(FILES))
-    service.slots = Slots(2)
+    service.slots = Slots(2, patience=0.1)
     waiting = [threading.Thread(target=resolve, args=(service, "s:both")) for _ in range(2)]
     for thread in waiting:
         thread.start()
     deadline = time.monotonic() + 2
     while service.slots.taken < 2 and time.monotonic() < deadline:
         time.sleep(0.01)
+    time.sleep(0.15)  # the two calls are stuck now
     started = time.monotonic()
     result = resolve(service, "s:uk", "s:both")
     elapsed = time.monotonic() - started
