@@ -61,17 +61,35 @@ class Availability:
         self._probed_at = 0.0
 
     def current(self) -> tuple[bool, str]:
-        """``(available, public note)``, probing when the last answer is too old."""
-        with self._lock:
-            if self._answer is None or self._clock() - self._probed_at >= self._ttl:
-                try:
-                    state, detail = self._probe()
-                except Exception as exc:  # noqa: BLE001 - an unexpected failure is "down"
-                    state, detail = RUCIO_UNREACHABLE, f"{type(exc).__name__}: {exc}"
-                if state not in PUBLIC_NOTES:
-                    state, detail = RUCIO_UNREACHABLE, f"unknown state {state!r}: {detail}"
-                if state != RUCIO_USABLE:
-                    log.warning("DataLink service unavailable: %s", detail)
-                self._answer = (state == RUCIO_USABLE, PUBLIC_NOTES[state])
+        """``(available, public note)``, probing when the last answer is too old.
+
+        While one caller probes, the others get the last answer at once (they
+        wait only for the very first probe), so that a Rucio that hangs holds
+        one of the server's threads here, not one per monitor.
+        """
+        answer = self._answer
+        if answer is not None and not self._stale():
+            return answer
+        if not self._lock.acquire(blocking=answer is None):
+            return answer  # type: ignore[return-value]  # another caller is probing
+        try:
+            if self._answer is None or self._stale():
+                self._answer = self._run_probe()
                 self._probed_at = self._clock()
             return self._answer
+        finally:
+            self._lock.release()
+
+    def _stale(self) -> bool:
+        return self._clock() - self._probed_at >= self._ttl
+
+    def _run_probe(self) -> tuple[bool, str]:
+        try:
+            state, detail = self._probe()
+        except Exception as exc:  # noqa: BLE001 - an unexpected failure is "down"
+            state, detail = RUCIO_UNREACHABLE, f"{type(exc).__name__}: {exc}"
+        if state not in PUBLIC_NOTES:
+            state, detail = RUCIO_UNREACHABLE, f"unknown state {state!r}: {detail}"
+        if state != RUCIO_USABLE:
+            log.warning("DataLink service unavailable: %s", detail)
+        return state == RUCIO_USABLE, PUBLIC_NOTES[state]

@@ -212,6 +212,8 @@ def _probe_rucio(table_name: Callable[[], str]) -> tuple[str, str]:
         resolver, settings = _shared_resolver(table_name)
     except (config.ConfigError, ValueError) as exc:
         return MISCONFIGURED, str(exc)
+    if resolver.breaker.is_open:  # known to be down: do not wait on it again
+        return checks.RUCIO_UNREACHABLE, f"circuit open: {resolver.breaker.last_failure}"
     return checks.rucio_state(settings, resolver.rucio)
 
 

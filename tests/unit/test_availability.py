@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import threading
+import time
+
 from rucio_rd.availability import PUBLIC_NOTES, Availability
 
 
@@ -52,3 +55,29 @@ def test_an_unknown_state_means_down() -> None:
 def test_misconfiguration_is_down() -> None:
     available, note = Availability(lambda: ("misconfigured", "[rucio] url")).current()
     assert not available and "misconfigured" in note
+
+
+def test_while_one_caller_probes_the_others_get_the_last_answer_at_once() -> None:
+    clock = Clock()
+    release, probing = threading.Event(), threading.Event()
+    calls = []
+
+    def probe():
+        calls.append(1)
+        if len(calls) > 1:
+            probing.set()
+            release.wait(5)  # Rucio hangs on the second probe
+        return "usable", "fine"
+
+    availability = Availability(probe, ttl=30, clock=clock)
+    assert availability.current()[0] is True
+    clock.now += 31
+    thread = threading.Thread(target=availability.current)
+    thread.start()
+    probing.wait(2)
+    started = time.monotonic()
+    assert availability.current() == (True, PUBLIC_NOTES["usable"])
+    assert time.monotonic() - started < 0.1
+    release.set()
+    thread.join(5)
+    assert len(calls) == 2
