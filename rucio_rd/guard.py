@@ -40,11 +40,12 @@ class Slots:
     """At most ``count`` holders at once; 0 means no limit.
 
     When all slots are taken, ``take()`` waits for one only while the holders
-    are making progress: as long as the oldest of them has held its slot less
-    than ``patience`` seconds (a normal Rucio call takes tens of
-    milliseconds), and for at most ``patience`` seconds.  When the holders are
-    stuck (a back end that hangs), it raises :class:`Busy` at once, so that
-    requests never queue for the server's threads behind a dead back end.
+    are making progress, i.e. a slot has changed hands within the last
+    ``patience`` seconds (normal Rucio calls take tens of milliseconds), and
+    for at most ``patience`` seconds.  When the holders are stuck (no slot
+    has changed hands for ``patience`` seconds: a back end that hangs), it
+    raises :class:`Busy` at once, so that requests never queue for the
+    server's threads behind a dead back end.
     """
 
     def __init__(self, count: int, patience: float = 1.0) -> None:
@@ -56,16 +57,19 @@ class Slots:
         self._lock = threading.Lock()
         self._holders: dict[int, float] = {}  # holder -> when it took its slot
         self._serial = 0
+        self._last_release = float("-inf")
 
     @property
     def taken(self) -> int:
         return len(self._holders)
 
     def _stuck(self) -> bool:
-        """Whether the oldest holder has held its slot ``patience`` seconds or more."""
+        """Whether no slot has changed hands for ``patience`` seconds."""
         with self._lock:
-            oldest = min(self._holders.values(), default=None)
-        return oldest is not None and time.monotonic() - oldest >= self.patience
+            if not self._holders:
+                return False
+            progress = max(self._last_release, *self._holders.values())
+        return time.monotonic() - progress >= self.patience
 
     def _acquire(self, what: str) -> None:
         if self._free is None or self._free.acquire(blocking=False):
@@ -89,6 +93,7 @@ class Slots:
         finally:
             with self._lock:
                 del self._holders[holder]
+                self._last_release = time.monotonic()
             if self._free is not None:
                 self._free.release()
 

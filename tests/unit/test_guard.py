@@ -63,6 +63,37 @@ def test_while_the_holders_make_progress_a_request_waits_for_a_slot() -> None:
     assert 0.03 < waited < 1.0
 
 
+def test_one_slow_call_among_quick_ones_does_not_make_the_slots_stuck() -> None:
+    # Slots change hands (quick calls) while one call is slow: the next request
+    # waits for a slot instead of being turned away.
+    slots = Slots(2, patience=0.2)
+    stop, took = threading.Event(), threading.Event()
+
+    def slow() -> None:
+        with slots.take():
+            took.set()
+            stop.wait(5)
+
+    def quick() -> None:
+        while not stop.is_set():
+            with slots.take():
+                time.sleep(0.03)
+            time.sleep(0.01)  # leaves the freed slot to a waiting request
+
+    threads = [threading.Thread(target=slow), threading.Thread(target=quick)]
+    threads[0].start()
+    took.wait(1)
+    threads[1].start()
+    time.sleep(0.4)  # the slow call is older than patience by now
+    try:
+        with slots.take():
+            pass
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(5)
+
+
 def test_a_waiting_request_gives_up_after_patience() -> None:
     slots = Slots(1, patience=0.2)
     release = threading.Event()
