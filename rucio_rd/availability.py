@@ -20,12 +20,14 @@ from collections.abc import Callable
 
 from rucio_rd.checks import RUCIO_REFUSES, RUCIO_UNREACHABLE, RUCIO_USABLE
 
-__all__ = ["MISCONFIGURED", "PUBLIC_NOTES", "Availability"]
+__all__ = ["BEING_CHECKED", "MISCONFIGURED", "PUBLIC_NOTES", "Availability"]
 
 log = logging.getLogger("rucio_rd.availability")
 
 #: The state of a service whose configuration cannot be used.
 MISCONFIGURED = "misconfigured"
+#: The note while the very first probe takes longer than ``first_wait``.
+BEING_CHECKED = "The service's connection to Rucio is being checked; ask again shortly."
 
 #: What the availability note says per state (those of :func:`rucio_rd.checks.rucio_state`
 #: and :data:`MISCONFIGURED`); only the first means available.
@@ -49,11 +51,15 @@ class Availability:
         Seconds a probe's answer is reused.
     clock
         Monotonic seconds; replaceable in tests.
+    first_wait
+        The longest a caller waits for the very first probe (then: unavailable,
+        "being checked").
     """
 
     def __init__(self, probe: Callable[[], tuple[str, str]], ttl: float = 30.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, first_wait: float = 2.0) -> None:
         self._probe = probe
+        self._first_wait = first_wait
         self._ttl = ttl
         self._clock = clock
         self._lock = threading.Lock()
@@ -63,15 +69,18 @@ class Availability:
     def current(self) -> tuple[bool, str]:
         """``(available, public note)``, probing when the last answer is too old.
 
-        While one caller probes, the others get the last answer at once (they
-        wait only for the very first probe), so that a Rucio that hangs holds
-        one of the server's threads here, not one per monitor.
+        While one caller probes, the others get the last answer at once (for
+        the very first probe they wait at most ``first_wait``), so that a Rucio
+        that hangs holds one of the server's threads here, not one per monitor.
         """
         answer = self._answer
         if answer is not None and not self._stale():
             return answer
-        if not self._lock.acquire(blocking=answer is None):
-            return answer  # type: ignore[return-value]  # another caller is probing
+        if answer is None:
+            if not self._lock.acquire(timeout=self._first_wait):
+                return False, BEING_CHECKED
+        elif not self._lock.acquire(blocking=False):
+            return answer  # another caller is probing
         try:
             if self._answer is None or self._stale():
                 self._answer = self._run_probe()

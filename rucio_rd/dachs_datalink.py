@@ -42,6 +42,8 @@ from rucio_rd.ranking import sort_parameter_description
 __all__ = ["DachsLogHandler", "RucioDatalinkCore", "install_availability",
            "install_client_hook", "install_dachs_logging"]
 
+log = logging.getLogger("rucio_rd.datalink")
+
 CLIENT_KEY = "rucio_rd.client"
 DATALINK_TYPE = "application/x-votable+xml;content=datalink"
 
@@ -247,7 +249,7 @@ def _table_metadata(table_name: str, dids: Sequence[str]) -> dict[str, links.Fil
         except (psycopg2.OperationalError, psycopg2.InterfaceError) as exc:
             if attempt == 2:
                 raise
-            logging.getLogger("rucio_rd.datalink").warning(
+            log.warning(
                 "metadata lookup lost its database connection (%s); retrying once on a"
                 " fresh one", " ".join(str(exc).split()))
     raise AssertionError("unreachable")  # pragma: no cover

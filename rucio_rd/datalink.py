@@ -194,6 +194,8 @@ def explain_ranking(request: DatalinkRequest, client: ClientLocation,
     else:
         how = (f"the client could not be located ({client.problem}), so no replica is"
                " called nearest: replicas are in RSE-name order")
+        if missing_sites:
+            how += "; the site information is unavailable too (the service's log says why)"
     if request.ranking:
         how += f"; ranking={request.ranking} puts the replica of that rank first"
     if request.must_include_soda:

@@ -89,14 +89,22 @@ class Deadline:
     they are handed over, so that the deadline can never touch a descriptor that
     has meanwhile been closed and reused.  Use it as a context manager, or call
     :meth:`close` when the call is over.
+
+    A deadline made current inside another one ends no later than it: an
+    operation of several calls (a token, then the listing) gets one budget.
     """
 
     def __init__(self, seconds: float) -> None:
+        outer = Deadline.current()
+        if outer is not None:
+            seconds = min(seconds, outer.remaining())
         self.seconds = seconds
         self.ends = time.monotonic() + seconds
         self.expired = False
         self._lock = threading.Lock()
-        self._watched: dict[int, socket.socket] = {}
+        # Keyed by the socket itself (device, inode), not by its descriptor's number,
+        # which a closed socket hands on to the next one.
+        self._watched: dict[tuple[int, int], socket.socket] = {}
         self._timer = threading.Timer(max(0.0, seconds), self._fire)
         self._timer.daemon = True
         self._timer.start()
@@ -127,16 +135,18 @@ class Deadline:
             fileno = sock.fileno()
             if fileno < 0:
                 return
+            status = os.fstat(fileno)
         except OSError:
             return
+        key = (status.st_dev, status.st_ino)
         with self._lock:
-            if fileno in self._watched:
+            if key in self._watched:
                 return
             try:
                 copy = socket.socket(fileno=os.dup(fileno))
             except OSError:
                 return
-            self._watched[fileno] = copy
+            self._watched[key] = copy
             if self.expired:
                 self._shut(copy)
 

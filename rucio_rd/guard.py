@@ -45,7 +45,9 @@ class Slots:
     for at most ``patience`` seconds.  When the holders are stuck (no slot
     has changed hands for ``patience`` seconds: a back end that hangs), it
     raises :class:`Busy` at once, so that requests never queue for the
-    server's threads behind a dead back end.
+    server's threads behind a dead back end.  At most a third of ``count``
+    requests (at least one) wait at a time; more are turned away at once, so
+    that holders and waiters together stay a bounded share of the threads.
     """
 
     def __init__(self, count: int, patience: float = 1.0) -> None:
@@ -58,9 +60,12 @@ class Slots:
         self._holders: dict[int, float] = {}  # holder -> when it took its slot
         self._serial = 0
         self._last_release = float("-inf")
+        self.max_waiting = max(1, count // 3)
+        self._waiting = 0
 
     @property
     def taken(self) -> int:
+        """How many slots are held now."""
         return len(self._holders)
 
     def _stuck(self) -> bool:
@@ -74,15 +79,25 @@ class Slots:
     def _acquire(self, what: str) -> None:
         if self._free is None or self._free.acquire(blocking=False):
             return
-        gives_up = time.monotonic() + self.patience
-        while not self._stuck() and time.monotonic() < gives_up:
-            if self._free.acquire(timeout=min(0.02, max(0.0, gives_up - time.monotonic()))):
-                return
+        with self._lock:
+            if self._waiting >= self.max_waiting:
+                raise Busy(f"all {self.count} requests allowed to wait on {what} at once"
+                           f" are waiting, and {self._waiting} more wait for them")
+            self._waiting += 1
+        try:
+            gives_up = time.monotonic() + self.patience
+            while not self._stuck() and time.monotonic() < gives_up:
+                if self._free.acquire(timeout=min(0.02, max(0.0, gives_up - time.monotonic()))):
+                    return
+        finally:
+            with self._lock:
+                self._waiting -= 1
         raise Busy(f"all {self.count} requests allowed to wait on {what} at once are"
                    " waiting" + (" and stuck" if self._stuck() else ""))
 
     @contextmanager
     def take(self, what: str = "a back end") -> Iterator[None]:
+        """Hold a slot for the ``with`` block; :class:`Busy` (naming ``what``) if none."""
         self._acquire(what)
         with self._lock:
             self._serial += 1
@@ -129,28 +144,34 @@ class CircuitBreaker:
     def is_open(self) -> bool:
         return self._opened_at is not None
 
-    def check(self) -> None:
-        """Return if a call may be made now; raise :class:`CircuitOpen` if not."""
+    def check(self) -> bool:
+        """Return if a call may be made now; raise :class:`CircuitOpen` if not.
+
+        Returns True when the call is the probe of an open circuit (hand it to
+        :meth:`record`).
+        """
         with self._lock:
             if self._opened_at is None:
-                return
+                return False
             waited = self._clock() - self._opened_at
             if waited >= self.retry_after and not self._probing:
                 self._probing = True  # this caller probes; the others keep failing fast
-                return
+                return True
             retry_in = max(0.0, self.retry_after - waited)
             raise CircuitOpen(
                 f"{self.name} failed {self._in_a_row} calls in a row; it is asked again"
                 f" in {retry_in:.0f} s", retry_in)
 
-    def record(self, ok: bool, failure: str | None = None) -> str | None:
-        """Report how a call let through by :meth:`check` ended.
+    def record(self, ok: bool, failure: str | None = None, probe: bool = False) -> str | None:
+        """Report how a call let through by :meth:`check` ended (``probe``: what
+        :meth:`check` returned for it).
 
         Returns ``"opened"`` or ``"closed"`` when this report changed the
         circuit's state (for the caller to log), else None.
         """
         with self._lock:
-            self._probing = False
+            if probe or ok:  # the probe is back, or the circuit closes anyway
+                self._probing = False
             was_open = self._opened_at is not None
             if ok:
                 self._in_a_row = 0
@@ -158,6 +179,8 @@ class CircuitBreaker:
                 return "closed" if was_open else None
             self._in_a_row += 1
             self.last_failure = failure
+            if was_open and not probe:
+                return None  # a call from before the opening: the period stands
             if self.failures and self._in_a_row >= self.failures:
                 self._opened_at = self._clock()
                 return None if was_open else "opened"

@@ -29,6 +29,7 @@ from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
+from urllib3.poolmanager import ProxyManager
 
 from rucio_rd.deadline import Deadline, ResolveTimeout, resolve
 
@@ -181,7 +182,9 @@ class DeadlineAdapter(HTTPAdapter):
 
     def proxy_manager_for(self, *args: Any, **kw: Any) -> Any:
         manager = super().proxy_manager_for(*args, **kw)
-        if hasattr(manager, "pool_classes_by_scheme"):
+        # An HTTP(S) proxy: its connections are ours.  (A SOCKS proxy's pools have
+        # classes of their own, which must stay; its calls keep the body deadline.)
+        if isinstance(manager, ProxyManager):
             manager.pool_classes_by_scheme = dict(_POOL_CLASSES)
         return manager
 
@@ -223,7 +226,9 @@ def fetch(
     timeout
         requests' timeout for each read.
     deadline
-        Seconds for the whole call; by default ``timeout``.
+        Seconds for the whole call; by default ``timeout``.  A current
+        :class:`~rucio_rd.deadline.Deadline` of the caller (an operation of
+        several calls) shortens it.
     connect_timeout
         Seconds for connecting; by default ``timeout``, at most
         :data:`MAX_CONNECT_TIMEOUT_S`.
@@ -249,7 +254,9 @@ def fetch(
     seconds = timeout if deadline is None else deadline
     too_slow = f"{what} took longer than {seconds:g} s to answer"
     bounded_session(session)
-    guard = Deadline(seconds)
+    guard = Deadline(seconds)  # within the caller's deadline, if there is one
+    if guard.seconds < seconds:
+        too_slow = f"{what} did not answer within what was left of its operation's time"
     try:
         with guard.active():
             resp = session.request(method, url, timeout=(connect, timeout), stream=True, **kw)

@@ -19,11 +19,14 @@ import ipaddress
 import logging
 import random
 import re
+import threading
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from rucio_rd.deadline import Deadline
 from rucio_rd.geo import GeoLocator, LocationError
 from rucio_rd.guard import Busy, CircuitBreaker, CircuitOpen, Slots
 from rucio_rd.model import Position, RankedReplica, ReplicaListing, Site, SiteCatalogue
@@ -385,12 +388,14 @@ class ReplicaResolver:
                                              sites_problem)
 
     def _ask_rucio(self, dids: list[str]) -> ReplicaListing:
-        """Rucio's listing, within a slot and the circuit breaker; failures are remembered."""
-        self.breaker.check()
+        """Rucio's listing, within a slot, the circuit breaker and one time budget
+        (twice ``[rucio] timeout``: a token and the listing); failures are remembered."""
         with self.slots.take("Rucio"):
+            probe = self.breaker.check()
             ok, failure = False, None
             try:
-                listing = self.rucio.list_replicas(dids)
+                with Deadline(2 * self.rucio.timeout).active():
+                    listing = self.rucio.list_replicas(dids)
                 ok = True
                 return listing
             except RucioUnavailable as exc:
@@ -401,7 +406,7 @@ class ReplicaResolver:
                 ok = True  # Rucio answered; the request was the problem
                 raise
             finally:
-                change = self.breaker.record(ok, failure)
+                change = self.breaker.record(ok, failure, probe)
                 if change == "opened":
                     log.warning("Rucio failed %d calls in a row: DataLink requests fail at once"
                                 " for %.0f s, then one probes it", self.breaker.failures,
@@ -438,6 +443,29 @@ class ReplicaResolver:
                        sites_problem)
 
 
+class _EveryFewSeconds:
+    """A warning logged at most once per ``period`` seconds, with how many were held back."""
+
+    def __init__(self, text: str, period: float = 10.0) -> None:
+        self.text, self.period = text, period
+        self._lock = threading.Lock()
+        self._last = float("-inf")
+        self._held = 0
+
+    def warning(self, detail: object) -> None:
+        with self._lock:
+            now = time.monotonic()
+            if now - self._last < self.period:
+                self._held += 1
+                return
+            held, self._held, self._last = self._held, 0, now
+        log.warning("%s: %s%s", self.text, detail,
+                    f" ({held} more since the last such message)" if held else "")
+
+
+_busy_log = _EveryFewSeconds("DataLink requests turned away")
+
+
 def _listing_fault(exc: Exception) -> tuple[Fault, str]:
     """The fault, and what the client is told, when the replicas could not be listed.
 
@@ -445,7 +473,7 @@ def _listing_fault(exc: Exception) -> tuple[Fault, str]:
     operator's log; the client learns what happened and what to do.
     """
     if isinstance(exc, Busy):
-        log.warning("DataLink request turned away: %s", exc)
+        _busy_log.warning(exc)
         return Fault.TRANSIENT, ("the service is busy: too many requests are waiting on"
                                  " Rucio; try again in a few seconds")
     if isinstance(exc, CircuitOpen):

@@ -88,7 +88,7 @@ def flags(**values: bool) -> dict[str, str]:
 
 def send(session: requests.Session, method: str, url: str, what: str, timeout: float,
           secrets: Sequence[str | None] = (), **kw: Any) -> requests.Response:
-    """One request whose whole answer arrives within ``timeout`` (+ the connect time).
+    """One request whose whole answer arrives within ``timeout``, connect included.
 
     Transport failures become :class:`RucioUnavailable` (a credential that cannot
     be sent, :class:`RucioAuthError`); HTTP statuses are left to the caller.

@@ -67,6 +67,7 @@ class CachedSiteSource:
         self._first_wait = float(first_wait)
         self._first_lock = threading.Lock()
         self._first: Future[SiteCatalogue] | None = None
+        self._first_waited_out: Future[SiteCatalogue] | None = None
 
     @property
     def age(self) -> float | None:
@@ -109,16 +110,22 @@ class CachedSiteSource:
             self._refresh_lock.release()
 
     def _first_copy(self) -> SiteCatalogue:
-        """Wait at most ``first_wait`` for the first fetch, started here if none runs."""
+        """Wait at most ``first_wait`` for the first fetch, started here if none runs.
+
+        Once a request has waited that long for a fetch, later ones do not wait
+        for the same fetch at all: they fail at once until it ends.
+        """
         with self._first_lock:
             future = self._first
             if future is None or future.done():
                 future = self._first = Future()
                 threading.Thread(target=self._fetch_first, args=(future,), daemon=True,
                                  name="rucio_rd first site fetch").start()
+            patience = 0.0 if self._first_waited_out is future else self._first_wait
         try:
-            return future.result(timeout=self._first_wait)
+            return future.result(timeout=patience)
         except FutureTimeout:
+            self._first_waited_out = future
             raise SiteSourceError(
                 f"no site information yet: the site source has not answered within"
                 f" {self._first_wait:g} s (it is still being asked)") from None

@@ -32,6 +32,7 @@ class FakeRucio:
     files: dict[str, tuple[Replica, ...]]
     calls: list[list[str]] = field(default_factory=list)
     error: Exception | None = None
+    timeout: float = 10.0
 
     def list_replicas(self, dids):
         self.calls.append(list(dids))

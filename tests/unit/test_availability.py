@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 
-from rucio_rd.availability import PUBLIC_NOTES, Availability
+from rucio_rd.availability import BEING_CHECKED, PUBLIC_NOTES, Availability
 
 
 class Clock:
@@ -77,7 +77,27 @@ def test_while_one_caller_probes_the_others_get_the_last_answer_at_once() -> Non
     probing.wait(2)
     started = time.monotonic()
     assert availability.current() == (True, PUBLIC_NOTES["usable"])
-    assert time.monotonic() - started < 0.1
+    assert time.monotonic() - started < 0.5  # not the probe's 5 s
     release.set()
     thread.join(5)
     assert len(calls) == 2
+
+
+def test_callers_wait_for_the_very_first_probe_at_most_first_wait() -> None:
+    release, probing = threading.Event(), threading.Event()
+
+    def hanging_probe():
+        probing.set()
+        release.wait(5)
+        return "usable", "fine"
+
+    availability = Availability(hanging_probe, first_wait=0.2)
+    first = threading.Thread(target=availability.current)
+    first.start()
+    probing.wait(2)
+    started = time.monotonic()
+    assert availability.current() == (False, BEING_CHECKED)
+    assert time.monotonic() - started < 1.0
+    release.set()
+    first.join(5)
+    assert availability.current()[0] is True

@@ -30,15 +30,15 @@ class Clock:
 
 
 def test_slots_turn_the_extra_holder_away_at_once_when_the_holders_are_stuck() -> None:
-    slots = Slots(2, patience=0.1)
+    slots = Slots(2, patience=1.0)
     with slots.take(), slots.take():
         assert slots.taken == 2
-        time.sleep(0.15)  # the holders have now held their slots longer than patience
+        time.sleep(1.05)  # no slot has changed hands for longer than patience
         started = time.monotonic()
         with pytest.raises(Busy, match="all 2 requests .* waiting and stuck"), \
                 slots.take("Rucio"):
             pass
-        assert time.monotonic() - started < 0.05
+        assert time.monotonic() - started < 0.5  # at once, not after patience
     assert slots.taken == 0
     with slots.take():
         pass
@@ -117,6 +117,38 @@ def test_a_waiting_request_gives_up_after_patience() -> None:
     assert 0.15 < elapsed < 0.5
 
 
+def test_at_most_a_third_of_the_slots_wait_and_more_are_turned_away_at_once() -> None:
+    slots = Slots(3, patience=2.0)
+    release = threading.Event()
+    waiting = threading.Event()
+
+    def hold() -> None:
+        with slots.take():
+            release.wait(5)
+
+    def wait_for_a_slot() -> None:
+        waiting.set()
+        with slots.take():
+            pass
+
+    holders = [threading.Thread(target=hold) for _ in range(3)]
+    for thread in holders:
+        thread.start()
+    while slots.taken < 3:
+        time.sleep(0.01)
+    waiter = threading.Thread(target=wait_for_a_slot)
+    waiter.start()
+    waiting.wait(1)
+    time.sleep(0.05)
+    started = time.monotonic()
+    with pytest.raises(Busy, match="1 more wait"), slots.take():
+        pass
+    assert time.monotonic() - started < 0.5
+    release.set()
+    for thread in [*holders, waiter]:
+        thread.join(5)
+
+
 def test_a_slot_is_freed_when_its_holder_fails() -> None:
     slots = Slots(1)
     with pytest.raises(ValueError), slots.take():
@@ -169,10 +201,10 @@ def test_after_retry_after_one_probe_passes_and_the_others_still_fail() -> None:
     breaker = CircuitBreaker("Rucio", failures=1, retry_after=10, clock=clock)
     breaker.record(False)
     clock.now += 10
-    breaker.check()  # the probe
+    assert breaker.check() is True  # the probe
     with pytest.raises(CircuitOpen):
         breaker.check()  # while the probe is out
-    assert breaker.record(True) == "closed"
+    assert breaker.record(True, probe=True) == "closed"
     breaker.check()
     assert not breaker.is_open
 
@@ -182,13 +214,56 @@ def test_a_failed_probe_opens_it_for_another_period() -> None:
     breaker = CircuitBreaker("Rucio", failures=1, retry_after=10, clock=clock)
     breaker.record(False)
     clock.now += 10
-    breaker.check()
-    assert breaker.record(False) is None  # it was open already
+    assert breaker.check() is True
+    assert breaker.record(False, probe=True) is None  # it was open already
     clock.now += 9
     with pytest.raises(CircuitOpen):
         breaker.check()
     clock.now += 1
     breaker.check()
+
+
+def test_a_call_older_than_the_opening_does_not_end_the_probe() -> None:
+    clock = Clock()
+    breaker = CircuitBreaker("Rucio", failures=1, retry_after=10, clock=clock)
+    breaker.record(False)
+    clock.now += 10
+    assert breaker.check() is True  # the probe goes out
+    breaker.record(False)  # a call from before the opening fails late
+    with pytest.raises(CircuitOpen):
+        breaker.check()  # still only one probe at a time
+    breaker.record(True, probe=True)
+    assert not breaker.is_open and breaker.check() is False
+
+
+def test_a_request_turned_away_busy_does_not_take_the_probe() -> None:
+    release = threading.Event()
+
+    class HangingRucio(FakeRucio):
+        def list_replicas(self, dids):
+            if dids == ["s:uk"]:
+                release.wait(5)
+                raise RucioUnavailable("timed out")
+            return super().list_replicas(dids)
+
+    clock = Clock()
+    service = resolver(HangingRucio(FILES))
+    service.slots = Slots(1, patience=0.05)
+    service.breaker = CircuitBreaker("Rucio", failures=1, retry_after=10, clock=clock)
+    holder = threading.Thread(target=resolve, args=(service, "s:uk"))
+    holder.start()  # takes the one slot while the circuit is closed, and hangs
+    deadline = time.monotonic() + 2
+    while service.slots.taken < 1 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    service.breaker.record(False)  # meanwhile the circuit opens...
+    clock.now += 10  # ...and a probe is due
+    time.sleep(0.1)  # the holder is stuck
+    assert "busy" in resolve(service, "s:both")[0].message
+    release.set()
+    holder.join(5)
+    # The busy request did not take the probe: the next one probes, and succeeds.
+    assert isinstance(resolve(service, "s:both")[0], LinkSet)
+    assert not service.breaker.is_open
 
 
 def test_zero_failures_never_opens() -> None:
@@ -296,21 +371,21 @@ def test_when_every_slot_is_stuck_on_rucio_the_next_request_is_turned_away_at_on
             return super().list_replicas(dids)
 
     service = resolver(HangingRucio(FILES))
-    service.slots = Slots(2, patience=0.1)
+    service.slots = Slots(2, patience=1.0)
     waiting = [threading.Thread(target=resolve, args=(service, "s:both")) for _ in range(2)]
     for thread in waiting:
         thread.start()
     deadline = time.monotonic() + 2
     while service.slots.taken < 2 and time.monotonic() < deadline:
         time.sleep(0.01)
-    time.sleep(0.15)  # the two calls are stuck now
+    time.sleep(1.05)  # the two calls are stuck now
     started = time.monotonic()
     result = resolve(service, "s:uk", "s:both")
     elapsed = time.monotonic() - started
     release.set()
     for thread in waiting:
         thread.join(5)
-    assert elapsed < 0.2
+    assert elapsed < 0.5  # at once, not after patience
     assert [r.fault for r in result] == [Fault.TRANSIENT, Fault.TRANSIENT]
     assert "the service is busy" in result[0].message
 
@@ -341,6 +416,11 @@ def test_requests_wait_for_the_first_site_information_at_most_first_wait() -> No
     with pytest.raises(SiteSourceError):
         source.get()  # joins the same fetch, does not start another
     assert time.monotonic() - started < 0.7
+    # Once one request has waited out first_wait, the next ones do not wait at all.
+    started = time.monotonic()
+    with pytest.raises(SiteSourceError):
+        source.get()
+    assert time.monotonic() - started < 0.1
     release.set()
     deadline = time.monotonic() + 2
     while source.age is None and time.monotonic() < deadline:

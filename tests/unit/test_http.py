@@ -147,7 +147,9 @@ def test_a_silent_server_times_out_within_the_timeout() -> None:
     try:
         started = time.monotonic()
         with pytest.raises(TransportError) as info:
-            fetch(requests.Session(), "GET", server.url, what="silent", timeout=0.5)
+            # Each read may wait 5 s: the deadline, not the read timeout, ends it.
+            fetch(requests.Session(), "GET", server.url, what="silent", timeout=5,
+                  deadline=0.5)
         assert info.value.kind == "timeout"
         assert time.monotonic() - started < 1.0
     finally:
@@ -206,8 +208,6 @@ def test_name_resolution_is_bounded(monkeypatch) -> None:
 def test_resolve_answers_numeric_addresses_at_once_and_names_in_time() -> None:
     assert resolve("127.0.0.1", 80, 0)[0][4] == ("127.0.0.1", 80)
     assert any(info[4][0] in ("127.0.0.1", "::1") for info in resolve("localhost", 80, 5))
-    with pytest.raises(OSError):
-        resolve("no-such-host.invalid", 80, 5)
 
 
 def test_a_hanging_resolver_cannot_pile_up_threads(monkeypatch) -> None:
@@ -230,9 +230,11 @@ def test_a_hanging_resolver_cannot_pile_up_threads(monkeypatch) -> None:
         assert time.monotonic() - started < 0.5
     finally:
         release.set()
-    time.sleep(0.1)  # the abandoned threads finish and give their places back
-    assert deadline_module._pending.acquire(blocking=False)
-    deadline_module._pending.release()
+    # The abandoned threads finish and give their places back.
+    ends = time.monotonic() + 5
+    while deadline_module._pending._value < deadline_module.MAX_PENDING_RESOLUTIONS:
+        assert time.monotonic() < ends, "abandoned resolutions did not finish"
+        time.sleep(0.01)
 
 
 def test_a_whole_answer_in_time_is_unaffected_and_the_deadline_is_gone() -> None:
@@ -246,3 +248,36 @@ def test_a_whole_answer_in_time_is_unaffected_and_the_deadline_is_gone() -> None
         assert Deadline.current() is None
     finally:
         server.close()
+
+
+def test_the_second_address_tried_is_watched_too(trickler, monkeypatch) -> None:
+    # The first address is refused; the socket to the second one may get the same
+    # descriptor number as the first had.  It must still be cut at the deadline.
+    port = int(trickler.url.rsplit(":", 1)[1])
+    real = socket.getaddrinfo
+
+    def two_addresses(host, *args, **kw):
+        if host == "dual.example":
+            if args[-1:] == (socket.AI_NUMERICHOST,):
+                raise socket.gaierror("not numeric")
+            refused = socket.socket()
+            refused.bind(("127.0.0.1", 0))  # bound, never listening: connect is refused
+            closed_port = refused.getsockname()[1]
+            refused.close()
+            return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1", closed_port)),
+                    (socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1", port))]
+        return real(host, *args, **kw)
+
+    monkeypatch.setattr(socket, "getaddrinfo", two_addresses)
+    started = time.monotonic()
+    with pytest.raises(TransportError, match="took longer than 1 s"):
+        fetch(requests.Session(), "GET", f"http://dual.example:{port}/", what="dual",
+              timeout=5, deadline=1)
+    assert time.monotonic() - started < 1.5
+
+
+def test_a_call_inside_an_operation_gets_what_is_left_of_its_time(trickler) -> None:
+    started = time.monotonic()
+    with Deadline(0.5).active(), pytest.raises(TransportError, match="what was left"):
+        fetch(requests.Session(), "GET", trickler.url, what="inner", timeout=5)
+    assert time.monotonic() - started < 1.0
