@@ -197,6 +197,29 @@ def test_a_trickling_site_directory_at_start_costs_a_request_only_the_first_wait
         stack, WALLABY, client_ip_address=RAL).bysemantics("#this"))).description)
 
 
+def test_a_rucio_trickling_its_headers_is_cut_off_at_its_timeout(stack: Stack) -> None:
+    # Rucio replaced on its port by a server that sends one header byte every 0.1 s:
+    # before, such a server held a request 152 s with a 10 s timeout.
+    timeout = stack.layout.rucio_timeout
+    stack.rucio.stop()
+    trickler = TrickleServer(stack.layout.rucio_port)
+    try:
+        started = time.monotonic()
+        resp = requests.get(stack.datalink_url, params={"ID": "testing:trickled.fits"},
+                            timeout=120)
+        elapsed = time.monotonic() - started
+        cone = cone_seconds(stack)
+        assert trickler.connections >= 1
+    finally:
+        trickler.close()
+        stack.rucio.start()
+    assert elapsed < timeout + 2, elapsed
+    [message] = [row.error_message for row in parsed(resp)]
+    assert message.startswith("TransientFault: ") and "Rucio" in message
+    assert cone < 2.0
+    assert wait_for(lambda: links_work(stack), timeout=60)
+
+
 # --- PostgreSQL connections dropped -------------------------------------------------------
 
 
