@@ -31,10 +31,11 @@ def check(argv: list[str]) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    commands = {"check": check, "deploy": _deploy}
-    usage = ("usage: rucio-rd {check,deploy} [options]   (rucio-rd <command> --help)\n"
+    commands = {"check": check, "deploy": _deploy, "sync": _sync}
+    usage = ("usage: rucio-rd {check,deploy,sync} [options]   (rucio-rd <command> --help)\n"
              "  check   check the deployment in the DaCHS instance GAVOSETTINGS names\n"
-             "  deploy  deploy into it (checks everything before changing anything)")
+             "  deploy  deploy into it (checks everything before changing anything)\n"
+             "  sync    bring its published table in step with Rucio's metadata")
     if argv and argv[0] in ("-h", "--help"):
         print(usage)
         return 0
@@ -48,6 +49,12 @@ def _deploy(argv: list[str]) -> int:
     from rucio_rd import deploy
 
     return deploy.main(argv)
+
+
+def _sync(argv: list[str]) -> int:
+    from rucio_rd import dachs_sync
+
+    return dachs_sync.main(argv)
 
 
 if __name__ == "__main__":

@@ -29,7 +29,15 @@ from typing import Any
 from rucio_rd.deadline import Deadline
 from rucio_rd.geo import GeoLocator, LocationError
 from rucio_rd.guard import Busy, CircuitBreaker, CircuitOpen, Slots
-from rucio_rd.model import Position, RankedReplica, ReplicaListing, Site, SiteCatalogue
+from rucio_rd.model import (
+    NAME_PATTERN,
+    SCOPE_PATTERN,
+    Position,
+    RankedReplica,
+    ReplicaListing,
+    Site,
+    SiteCatalogue,
+)
 from rucio_rd.ranking import (
     DEFAULT_SORT,
     SORT_METHODS,
@@ -64,8 +72,8 @@ __all__ = [
 log = logging.getLogger("rucio_rd.links")
 
 # Rucio's own limits: scope up to 25 characters, name up to 250 (common.schema).
-_SCOPE = re.compile(r"[A-Za-z0-9_.\-]{1,25}")
-_NAME = re.compile(r"[A-Za-z0-9_.\-/+]{1,250}")
+_SCOPE = re.compile(SCOPE_PATTERN)
+_NAME = re.compile(NAME_PATTERN)
 _MAX_ECHO = 80
 _TRUE = ("true", "yes", "1", "on", "t", "y")
 _FALSE = ("false", "no", "0", "off", "f", "n", "")

@@ -13,14 +13,19 @@ database; :func:`read_metadata_table` is the only function doing I/O.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
+import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
+from rucio_rd.model import NAME_PATTERN, SCOPE_PATTERN
+
 __all__ = [
+    "BOOKKEEPING_COLUMNS",
     "DATALINK_PATH",
     "ROW_COLUMNS",
     "BadRecord",
@@ -60,6 +65,10 @@ ROW_COLUMNS = (
     "em_max",
 )
 
+#: The columns after those that say which metadata record a row came from, and in
+#: which version (its id in Rucio's table, the MD5 of its JSON text).
+BOOKKEEPING_COLUMNS = ("meta_id", "meta_digest")
+
 _OPTIONAL_TEXT = (
     "obs_id",
     "access_format",
@@ -73,6 +82,8 @@ _OPTIONAL_TEXT = (
 _OPTIONAL_FLOAT = ("s_fov", "t_min", "t_max", "em_min", "em_max")
 _MAX_TEXT = 4096
 _MAX_BIGINT = 2**63 - 1
+_SCOPE = re.compile(SCOPE_PATTERN)
+_NAME = re.compile(NAME_PATTERN)
 
 
 class BadRecordError(ValueError):
@@ -182,6 +193,9 @@ def row_from_record(
     if not scope or not name:
         raise BadRecordError("empty scope or name")
     meta = _parse_data(data)
+    if (not _SCOPE.match(scope) or not _NAME.match(name) or name.startswith("/")
+            or "//" in name):
+        raise BadRecordError("damaged DID (not a Rucio scope:name)")
     if "s_ra" not in meta or "s_dec" not in meta:
         raise BadRecordError("no s_ra/s_dec")
     ra = _number(meta["s_ra"], "s_ra")
@@ -242,8 +256,13 @@ def rows_from_records(
     report: ImportReport,
     access_url_for: Callable[[str], str] | None = None,
 ) -> Iterator[dict[str, Any]]:
-    """Yield a row for every usable ``(scope, name, data)``; count the rest in report."""
-    for scope, name, data in records:
+    """Yield a row for every usable ``(scope, name, data[, meta_id])``; count the rest.
+
+    With ``meta_id`` (the record's id in Rucio's table) the row carries it and
+    the MD5 of ``data`` (its JSON text), which the incremental sync
+    (:mod:`rucio_rd.sync`) compares.
+    """
+    for scope, name, data, *extra in records:
         report.read += 1
         try:
             row, dropped = row_from_record(scope, name, data, access_url_for)
@@ -256,13 +275,16 @@ def rows_from_records(
             continue
         report.dropped_fields += dropped
         report.published += 1
+        row["meta_id"] = extra[0] if extra else None
+        row["meta_digest"] = (hashlib.md5(data.encode("utf-8")).hexdigest()
+                              if extra and isinstance(data, str) else None)
         yield row
 
 
 def read_metadata_table(
     dsn: str, table: str, vo: str = "def", batch_size: int = 5000
-) -> Iterator[tuple[str, str, Any]]:
-    """Stream ``(scope, name, data)`` from the did-meta table.
+) -> Iterator[tuple[str, str, Any, int]]:
+    """Stream ``(scope, name, data, id)`` from the did-meta table.
 
     The JSON comes back as text so that one broken value is a bad record
     here rather than a driver error that would end the whole read.  A
@@ -280,7 +302,8 @@ def read_metadata_table(
             cursor.itersize = batch_size
             cursor.execute(
                 sql.SQL(
-                    "SELECT scope, name, data::text FROM {} WHERE vo = %s ORDER BY scope, name"
+                    "SELECT scope, name, data::text, id FROM {} WHERE vo = %s"
+                    " ORDER BY scope, name"
                 ).format(identifier),
                 (vo,),
             )

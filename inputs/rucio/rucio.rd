@@ -124,6 +124,14 @@ inline code here only calls into it. -->
 		<column name="em_max" type="double precision" unit="m"
 			ucd="em.wl;stat.max" tablehead="λ max" verbLevel="20"
 			description="Longest wavelength covered, where known."/>
+		<column name="meta_id" type="bigint" ucd="meta.id"
+			tablehead="Record" verbLevel="30"
+			description="Id of the file's record in Rucio's metadata table (kept by the sync).">
+			<values nullLiteral="-1"/>
+		</column>
+		<column name="meta_digest" type="text" ucd="meta.code"
+			tablehead="Digest" verbLevel="30"
+			description="MD5 of the file's metadata record as published (kept by the sync)."/>
 	</table>
 
 	<!-- The import reads Rucio's POSTGRES_JSON metadata table (configured

@@ -132,10 +132,11 @@ def test_reload_empties_the_shared_service_objects() -> None:
 
 
 def test_the_import_fills_exactly_the_columns_of_the_published_table() -> None:
-    from rucio_rd.metadata import ROW_COLUMNS
+    from rucio_rd.metadata import BOOKKEEPING_COLUMNS, ROW_COLUMNS
 
     table = ElementTree.parse(RD_FILE).getroot().find("table[@id='main']")
-    assert [column.get("name") for column in table.findall("column")] == list(ROW_COLUMNS)
+    assert [column.get("name") for column in table.findall("column")] == [*ROW_COLUMNS,
+                                                                        *BOOKKEEPING_COLUMNS]
 
 
 def test_the_service_parameters_are_the_rds_and_sort_lists_every_method() -> None:

@@ -1,0 +1,355 @@
+"""Keep the published table in step with Rucio's metadata table, set-based and
+incremental.
+
+Rucio's POSTGRES_JSON did-meta table (``id``, ``vo``, ``scope``, ``name``,
+``data jsonb``) lives in the metadata database; the published table
+(``rucio.main``) in DaCHS's.  :func:`sync` brings the second in step with the
+first without a Python call per record:
+
+1. the metadata database computes, for every record of the VO, its id and
+   the MD5 of its JSON (:func:`digests_sql`); the list is streamed with COPY
+   into a temporary table of DaCHS's database;
+2. there, SQL compares it with the ``meta_id``/``meta_digest`` columns of the
+   published rows and with the records rejected before (``rucio.sync_rejects``):
+   what is new or changed is fetched, what is gone is deleted;
+3. the metadata database turns the records to fetch into rows, validating
+   them in SQL (:func:`rows_sql`: the rules of :mod:`rucio_rd.metadata`), and
+   streams them with COPY into a second temporary table;
+4. one transaction deletes, updates and inserts, records the rejected
+   records with their reasons, and notes the run in ``rucio.sync_runs``.
+
+``full=True`` fetches every record instead of the changed ones.  Until the
+commit of step 4 the published table is untouched, so a sync killed at any
+moment leaves it as it was, and readers (cone search, TAP) are never blocked:
+the changes are row updates, not a table rebuild.
+
+Nothing is installed in Rucio's database; the metadata connection is read-only.
+"""
+
+from __future__ import annotations
+
+import io
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from rucio_rd.metadata import BOOKKEEPING_COLUMNS, DATALINK_PATH, ROW_COLUMNS
+from rucio_rd.model import NAME_PATTERN, SCOPE_PATTERN
+
+__all__ = [
+    "BOOKKEEPING_SQL",
+    "SYNC_COLUMNS",
+    "SyncReport",
+    "digests_sql",
+    "rows_sql",
+    "sync",
+]
+
+#: The published table's columns a sync writes: the rows' and the bookkeeping pair.
+SYNC_COLUMNS = (*ROW_COLUMNS, *BOOKKEEPING_COLUMNS)
+_MAX_TEXT = 4096
+# A number as the metadata may spell it in a JSON string (no inf/nan, exponents
+# short enough for numeric): what float() takes, less its exotica.
+_NUMBER_TEXT = r"^\s*[-+]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]{1,3})?\s*$"
+_OPTIONAL_TEXT = ("obs_id", "access_format", "content_type", "dataproduct_type",
+                  "obs_collection", "target_name", "facility_name", "instrument_name")
+_OPTIONAL_FLOAT = ("s_fov", "t_min", "t_max", "em_min", "em_max")
+
+#: The tables the sync keeps in DaCHS's database next to the published one.
+BOOKKEEPING_SQL = """
+CREATE TABLE IF NOT EXISTS rucio.sync_rejects (
+    meta_id bigint PRIMARY KEY,
+    meta_digest text NOT NULL,
+    did text NOT NULL,
+    reason text NOT NULL);
+GRANT SELECT ON rucio.sync_rejects TO PUBLIC;
+CREATE TABLE IF NOT EXISTS rucio.sync_runs (
+    finished timestamptz NOT NULL DEFAULT now(),
+    mode text NOT NULL,
+    records bigint NOT NULL,
+    fetched bigint NOT NULL,
+    added bigint NOT NULL,
+    changed bigint NOT NULL,
+    deleted bigint NOT NULL,
+    rejected bigint NOT NULL,
+    seconds double precision NOT NULL);
+GRANT SELECT ON rucio.sync_runs TO PUBLIC;
+"""
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _number(key: str) -> str:
+    """SQL for ``data->key`` as a finite double precision, or NULL."""
+    value = f"d->{_literal(key)}"
+    text = f"d->>{_literal(key)}"
+    return (f"(CASE jsonb_typeof({value})"
+            f" WHEN 'number' THEN CASE WHEN abs(({text})::numeric) < 1e300"
+            f" THEN ({text})::numeric::float8 END"
+            f" WHEN 'string' THEN CASE WHEN {text} ~ {_literal(_NUMBER_TEXT)}"
+            f" AND abs(btrim({text})::numeric) < 1e300 THEN btrim({text})::numeric::float8 END"
+            " END)")
+
+
+def _text(key: str) -> str:
+    """SQL for ``data->key`` as trimmed text of at most 4096 characters, or NULL."""
+    value = f"d->{_literal(key)}"
+    text = f"d->>{_literal(key)}"
+    return (f"(CASE jsonb_typeof({value})"
+            f" WHEN 'string' THEN NULLIF(left(btrim({text}, E' \\t\\n\\r\\f\\v'),"
+            f" {_MAX_TEXT}), '')"
+            f" WHEN 'number' THEN {text} END)")
+
+
+def digests_sql(table: str) -> str:
+    """The metadata side of step 1: ``meta_id, meta_digest`` of every record of the VO
+    (``%(vo)s``)."""
+    return f"SELECT id, md5(data::text) FROM {table} WHERE vo = %(vo)s"
+
+
+def rows_sql(table: str, only_ids: bool) -> str:
+    """The metadata side of step 3: one line per record, ``bad_reason`` first (NULL
+    for a good record), then :data:`SYNC_COLUMNS`.
+
+    Parameters are ``%(vo)s`` and, with ``only_ids``, ``%(ids)s`` (a bigint
+    array).  The rules are those of :func:`rucio_rd.metadata.row_from_record`;
+    ``access_url`` is the metadata's (the caller may replace it).
+    """
+    ra, dec = _number("s_ra"), _number("s_dec")
+    url = f"d->>{_literal('access_url')}"
+    reason = f"""CASE
+        WHEN jsonb_typeof(d) IS DISTINCT FROM 'object' THEN 'metadata is not a JSON object'
+        WHEN scope !~ {_literal(SCOPE_PATTERN)} OR name !~ {_literal(NAME_PATTERN)}
+             OR name LIKE '/%%' OR name LIKE '%%//%%'
+            THEN 'damaged DID (not a Rucio scope:name)'
+        WHEN NOT (d ? 's_ra' AND d ? 's_dec') THEN 'no s_ra/s_dec'
+        WHEN {ra} IS NULL THEN 's_ra is not a number'
+        WHEN {dec} IS NULL THEN 's_dec is not a number'
+        WHEN NOT ({ra} >= 0 AND {ra} < 360) THEN 's_ra is outside [0, 360)'
+        WHEN NOT ({dec} BETWEEN -90 AND 90) THEN 's_dec is outside [-90, 90]'
+        WHEN jsonb_typeof(d->'access_url') = 'string' AND length(btrim({url})) > {_MAX_TEXT}
+            THEN 'access_url is longer than {_MAX_TEXT} characters'
+        WHEN {_text("access_url")} IS NULL THEN 'no access_url'
+    END"""
+    length = _number("content_length")
+    level = _number("calib_level")
+    columns = {
+        "did": "scope || ':' || name",
+        "scope": "scope",
+        "name": "name",
+        "s_ra": ra,
+        "s_dec": dec,
+        "access_url": _text("access_url"),
+        "content_length": f"CASE WHEN {length} >= 0 AND {length} = trunc({length})"
+                          f" AND {length} < 9.2e18 THEN {length}::bigint END",
+        "access_estsize": f"CASE WHEN {length} >= 0 AND {length} = trunc({length})"
+                          f" AND {length} < 9.2e18 THEN ceil({length} / 1024)::bigint END",
+        "calib_level": f"CASE WHEN {level} IN (0, 1, 2, 3, 4) THEN {level}::smallint END",
+        "meta_id": "id",
+        "meta_digest": "md5(data::text)",
+    }
+    columns.update({key: _text(key) for key in _OPTIONAL_TEXT})
+    columns.update({key: _number(key) for key in _OPTIONAL_FLOAT})
+    select = ",\n        ".join([reason, *(columns[name] for name in SYNC_COLUMNS)])
+    where = "vo = %(vo)s" + (" AND id = ANY(%(ids)s)" if only_ids else "")
+    return (f"SELECT {select}\n"
+            f"FROM (SELECT id, scope::text AS scope, name::text AS name, data,"
+            f" data AS d FROM {table} WHERE {where}) AS records")
+
+
+@dataclass
+class SyncReport:
+    """What one sync did."""
+
+    mode: str
+    records: int = 0  # metadata records of the VO
+    fetched: int = 0  # records turned into rows (new, changed, or all with full)
+    added: int = 0
+    changed: int = 0
+    deleted: int = 0
+    rejected: int = 0  # records (newly) found unusable
+    reasons: dict[str, int] = field(default_factory=dict)  # all rejected records, per reason
+    examples: dict[str, list[str]] = field(default_factory=dict)  # a few DIDs per reason
+    seconds: float = 0.0
+
+    def summary(self) -> str:
+        return (f"{self.mode} sync: {self.records} metadata records, {self.fetched} fetched;"
+                f" {self.added} added, {self.changed} changed, {self.deleted} deleted,"
+                f" {sum(self.reasons.values())} unusable; {self.seconds:.1f} s")
+
+
+def _copy_between(source: Any, query: str, params: dict[str, Any], target: Any,
+                  into: str) -> None:
+    """Stream ``query``'s rows from the ``source`` connection into the ``target`` table.
+
+    COPY out and COPY in run at once, joined by a pipe (a thread writes what
+    the source sends, the caller reads it into the target), so memory stays
+    flat whatever the size.
+    """
+    import os
+
+    statement = source.cursor().mogrify(query, params).decode()
+    read_end, write_end = os.pipe()
+    failure: list[BaseException] = []
+
+    def produce() -> None:
+        try:
+            with os.fdopen(write_end, "wb") as sink, source.cursor() as cursor:
+                cursor.copy_expert(f"COPY ({statement}) TO STDOUT", sink)
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller
+            failure.append(exc)
+
+    producer = threading.Thread(target=produce, name="rucio_rd sync COPY out", daemon=True)
+    producer.start()
+    try:
+        with os.fdopen(read_end, "rb") as pipe, target.cursor() as cursor:
+            cursor.copy_expert(f"COPY {into} FROM STDIN", pipe)
+    finally:
+        producer.join()
+    if failure:
+        raise failure[0]
+
+
+def sync(meta: Any, dachs: Any, *, table: str, vo: str = "def", full: bool = False,
+         published: str = "rucio.main", server_url: str | None = None,
+         examples: int = 5) -> SyncReport:
+    """Bring ``published`` in step with the metadata ``table``; see the module's text.
+
+    Parameters
+    ----------
+    meta
+        A psycopg2 connection to the metadata database (only read).
+    dachs
+        A psycopg2 connection to DaCHS's database, not in autocommit mode;
+        committed once at the end.
+    server_url
+        DaCHS's ``[web] serverURL``: rows then carry this server's DataLink
+        URL as ``access_url``; None keeps the metadata's.
+    """
+    started = time.monotonic()
+    report = SyncReport("full" if full else "incremental")
+    meta.set_session(readonly=True, autocommit=True)
+    with dachs.cursor() as cursor:
+        cursor.execute(BOOKKEEPING_SQL)
+        cursor.execute("CREATE TEMP TABLE sync_keys (meta_id bigint, meta_digest text)"
+                       " ON COMMIT DROP")
+        _copy_between(meta, digests_sql(table), {"vo": vo}, dachs, "sync_keys")
+        cursor.execute("CREATE INDEX ON sync_keys (meta_id); ANALYZE sync_keys")
+        cursor.execute("SELECT count(*) FROM sync_keys")
+        report.records = cursor.fetchone()[0]
+        # What to fetch: new or changed records, not those rejected as they are now.
+        cursor.execute(f"""
+            SELECT k.meta_id FROM sync_keys k
+            LEFT JOIN {published} m ON m.meta_id = k.meta_id
+            LEFT JOIN rucio.sync_rejects r ON r.meta_id = k.meta_id
+            WHERE %(full)s
+               OR (m.meta_digest IS DISTINCT FROM k.meta_digest
+                   AND r.meta_digest IS DISTINCT FROM k.meta_digest)""", {"full": full})
+        wanted = [row[0] for row in cursor.fetchall()]
+        report.fetched = len(wanted)
+        columns = ", ".join(f"{name} {_TYPES[name]}" for name in SYNC_COLUMNS)
+        cursor.execute(f"CREATE TEMP TABLE sync_rows (bad_reason text, {columns})"
+                       " ON COMMIT DROP")
+        if wanted:
+            params: dict[str, Any] = {"vo": vo}
+            if not full:
+                params["ids"] = wanted
+            _copy_between(meta, rows_sql(table, only_ids=not full), params, dachs, "sync_rows")
+        if server_url is not None:
+            prefix = f"{server_url.rstrip('/')}{DATALINK_PATH}?id="
+            cursor.execute("UPDATE sync_rows SET access_url = %(prefix)s"
+                           " || replace(replace(did, '/', '%%2F'), '+', '%%2B')"
+                           " WHERE bad_reason IS NULL", {"prefix": prefix})
+        _apply(cursor, published, report, full)
+        _report_rejects(cursor, report, examples)
+        report.seconds = time.monotonic() - started
+        cursor.execute(
+            "INSERT INTO rucio.sync_runs (mode, records, fetched, added, changed, deleted,"
+            " rejected, seconds) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+            (report.mode, report.records, report.fetched, report.added, report.changed,
+             report.deleted, report.rejected, report.seconds))
+        cursor.execute("DELETE FROM rucio.sync_runs WHERE finished < now() - interval '30 days'")
+    dachs.commit()
+    return report
+
+
+_TYPES = {name: "text" for name in SYNC_COLUMNS}
+_TYPES.update({name: "double precision" for name in ("s_ra", "s_dec", *_OPTIONAL_FLOAT)})
+_TYPES.update(access_estsize="bigint", content_length="bigint", calib_level="smallint",
+              meta_id="bigint")
+
+
+def _apply(cursor: Any, published: str, report: SyncReport, full: bool) -> None:
+    """Step 4: deletions, rejections, updates and insertions, in the caller's transaction."""
+    # Gone from the metadata, or fetched and now unusable: out of the table.
+    cursor.execute(f"""
+        DELETE FROM {published} m
+        WHERE NOT EXISTS (SELECT 1 FROM sync_keys k WHERE k.meta_id = m.meta_id)
+           OR m.meta_id IS NULL
+           OR EXISTS (SELECT 1 FROM sync_rows s
+                      WHERE s.meta_id = m.meta_id AND s.bad_reason IS NOT NULL)""")
+    report.deleted = cursor.rowcount
+    cursor.execute("""
+        DELETE FROM rucio.sync_rejects r
+        WHERE NOT EXISTS (SELECT 1 FROM sync_keys k WHERE k.meta_id = r.meta_id)
+           OR EXISTS (SELECT 1 FROM sync_rows s WHERE s.meta_id = r.meta_id)""")
+    cursor.execute("""
+        INSERT INTO rucio.sync_rejects (meta_id, meta_digest, did, reason)
+        SELECT meta_id, meta_digest, did, bad_reason FROM sync_rows
+        WHERE bad_reason IS NOT NULL""")
+    report.rejected = cursor.rowcount
+    names = ", ".join(SYNC_COLUMNS)
+    updates = ", ".join(f"{name} = s.{name}" for name in SYNC_COLUMNS if name != "meta_id")
+    cursor.execute(f"""
+        UPDATE {published} m SET {updates}
+        FROM sync_rows s
+        WHERE s.bad_reason IS NULL AND s.meta_id = m.meta_id
+          AND (%(full)s OR m.meta_digest IS DISTINCT FROM s.meta_digest)""", {"full": full})
+    report.changed = cursor.rowcount
+    # A DID published under another record id (deleted and registered again) is
+    # replaced by the new record.
+    cursor.execute(f"""
+        DELETE FROM {published} m USING sync_rows s
+        WHERE s.bad_reason IS NULL AND s.did = m.did AND s.meta_id <> m.meta_id""")
+    report.deleted += cursor.rowcount
+    cursor.execute(f"""
+        INSERT INTO {published} ({names})
+        SELECT {names} FROM sync_rows s
+        WHERE s.bad_reason IS NULL
+          AND NOT EXISTS (SELECT 1 FROM {published} m WHERE m.meta_id = s.meta_id)""")
+    report.added = cursor.rowcount
+
+
+def _report_rejects(cursor: Any, report: SyncReport, examples: int) -> None:
+    cursor.execute("""
+        SELECT reason, count(*), (array_agg(did ORDER BY did))[1:%(examples)s]
+        FROM rucio.sync_rejects GROUP BY reason ORDER BY count(*) DESC""",
+                   {"examples": examples})
+    for reason, count, dids in cursor.fetchall():
+        report.reasons[reason] = count
+        report.examples[reason] = list(dids)
+
+
+def printable_report(report: SyncReport) -> str:
+    """The report as the operator reads it: the summary, then unusable records per reason."""
+    out = io.StringIO()
+    print(report.summary(), file=out)
+    for reason, count in report.reasons.items():
+        shown = ", ".join(repr(did) for did in report.examples.get(reason, ()))
+        print(f"  unusable: {count} x {reason}: e.g. {shown}", file=out)
+    return out.getvalue().rstrip("\n")
+
+
+def last_runs(cursor: Any, limit: int = 1) -> Sequence[tuple]:
+    """The latest entries of ``rucio.sync_runs`` (newest first); empty if none."""
+    cursor.execute("SELECT to_regclass('rucio.sync_runs')")
+    if cursor.fetchone()[0] is None:
+        return []
+    cursor.execute("SELECT finished, mode, records, added, changed, deleted, rejected, seconds"
+                   " FROM rucio.sync_runs ORDER BY finished DESC LIMIT %s", (limit,))
+    return cursor.fetchall()
+

@@ -1,0 +1,240 @@
+"""``rucio-rd sync`` against the real stack: records written into Rucio's metadata
+table (straight, as Rucio's POSTGRES_JSON plugin writes them, and through Rucio's
+REST API) appear, change, move and disappear in the published table after a
+sync; bad records are counted; a sync killed mid-way or without its metadata
+database leaves the published table as it was.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import signal
+import subprocess
+import time
+
+import psycopg2
+import pytest
+import requests
+from psycopg2.extras import Json
+
+from rucio_rd.stack.demo import Stack
+
+GOOD = {"s_ra": 10.5, "s_dec": -20.25, "access_url": "https://example.org/x.fits",
+        "obs_id": "sync-test", "content_type": "application/fits"}
+
+
+def run_sync(stack: Stack, *args: str, env: dict | None = None
+             ) -> subprocess.CompletedProcess:
+    return subprocess.run(["/usr/bin/rucio-rd", "sync", *args],
+                          env={**stack.dachs.env(), **(env or {})}, cwd="/",
+                          capture_output=True, encoding="utf-8", timeout=300)
+
+
+def synced(stack: Stack, *args: str) -> str:
+    result = run_sync(stack, *args)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout
+
+
+def meta(stack: Stack):
+    connection = psycopg2.connect(stack.rucio.meta_dsn())
+    connection.autocommit = True
+    return connection
+
+
+def published(stack: Stack, did: str) -> tuple | None:
+    with psycopg2.connect(dbname=stack.layout.dachs_db, host="127.0.0.1",
+                          user="postgres") as connection, connection.cursor() as cursor:
+        cursor.execute("SELECT s_ra, s_dec, access_url, obs_id FROM rucio.main WHERE did = %s",
+                       (did,))
+        return cursor.fetchone()
+
+
+def published_count(stack: Stack) -> int:
+    with psycopg2.connect(dbname=stack.layout.dachs_db, host="127.0.0.1",
+                          user="postgres") as connection, connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM rucio.main")
+        return cursor.fetchone()[0]
+
+
+def cone_dids(stack: Stack, ra: float, dec: float) -> set[str]:
+    resp = requests.get(stack.cone_url, params={"RA": ra, "DEC": dec, "SR": 0.01,
+                                                "RESPONSEFORMAT": "csv"}, timeout=60)
+    assert resp.status_code == 200
+    return {row["did"] for row in csv.DictReader(io.StringIO(resp.text))}
+
+
+def write(stack: Stack, scope: str, name: str, data) -> None:
+    with meta(stack) as connection, connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO dids (vo, scope, name, data) VALUES ('def', %s, %s, %s)"
+            " ON CONFLICT (scope, name) DO UPDATE SET data = EXCLUDED.data",
+            (scope, name, Json(data)))
+
+
+def delete(stack: Stack, scope: str, name: str) -> None:
+    with meta(stack) as connection, connection.cursor() as cursor:
+        cursor.execute("DELETE FROM dids WHERE scope = %s AND name = %s", (scope, name))
+
+
+@pytest.fixture
+def clean(stack: Stack):
+    """Records of these tests are removed again, and the table synced back."""
+    yield
+    with meta(stack) as connection, connection.cursor() as cursor:
+        cursor.execute("DELETE FROM dids WHERE scope = 'synctest'")
+    synced(stack)
+
+
+def test_a_first_sync_after_the_import_changes_nothing_published(stack: Stack, clean) -> None:
+    before = published_count(stack)
+    out = synced(stack)
+    assert "0 added, 0 changed, 0 deleted" in out, out
+    assert published_count(stack) == before
+    again = synced(stack)
+    assert ", 0 fetched;" in again, again  # rejected records are not fetched again
+
+
+def test_adds_changes_moves_and_deletes_appear_after_a_sync(stack: Stack, clean) -> None:
+    write(stack, "synctest", "moved.fits", GOOD)
+    write(stack, "synctest", "gone.fits", GOOD | {"s_ra": 11.5})
+    write(stack, "synctest", "loses-url.fits", GOOD | {"s_ra": 12.5})
+    synced(stack)
+    assert cone_dids(stack, 10.5, -20.25) >= {"synctest:moved.fits"}
+    write(stack, "synctest", "new.fits", GOOD | {"s_ra": 13.5, "obs_id": "new"})
+    write(stack, "synctest", "moved.fits", GOOD | {"s_ra": 200.0, "s_dec": 45.0,
+                                                   "access_url": "https://example.org/y"})
+    delete(stack, "synctest", "gone.fits")
+    write(stack, "synctest", "loses-url.fits", {"s_ra": 12.5, "s_dec": -20.25})
+    out = synced(stack)
+    assert "1 added, 1 changed, 2 deleted" in out, out
+    assert published(stack, "synctest:new.fits")[3] == "new"
+    assert "synctest:moved.fits" in cone_dids(stack, 200.0, 45.0)
+    assert "synctest:moved.fits" not in cone_dids(stack, 10.5, -20.25)
+    assert published(stack, "synctest:gone.fits") is None
+    assert published(stack, "synctest:loses-url.fits") is None
+    # The published access_url is this server's DataLink URL, percent-encoded.
+    assert published(stack, "synctest:new.fits")[2] == (
+        stack.dachs.server_url + "/rucio/rucio/dl/dlmeta?id=synctest:new.fits")
+
+
+def test_bad_records_are_skipped_counted_and_listed(stack: Stack, clean) -> None:
+    write(stack, "synctest", "good.fits", GOOD)
+    write(stack, "synctest", "text-ra.fits", GOOD | {"s_ra": "abc"})
+    write(stack, "synctest", "string-ra.fits", GOOD | {"s_ra": " 10.5 "})  # a number
+    write(stack, "synctest", "far.fits", GOOD | {"s_dec": 91})
+    write(stack, "synctest", "null-dec.fits", GOOD | {"s_dec": None})
+    write(stack, "synctest", "no-url.fits", {"s_ra": 1, "s_dec": 1})
+    write(stack, "synctest", "huge.fits", GOOD | {"s_ra": 1e200})
+    write(stack, "synctest", "damaged\nname.fits", GOOD)  # the notebook's second row
+    write(stack, "synctest", "array.fits", [1, 2])
+    out = synced(stack)
+    assert published(stack, "synctest:good.fits") is not None
+    assert published(stack, "synctest:string-ra.fits")[0] == 10.5
+    for reason, did in [("s_ra is not a number", "synctest:text-ra.fits"),
+                        ("s_dec is outside [-90, 90]", "synctest:far.fits"),
+                        ("s_dec is not a number", "synctest:null-dec.fits"),
+                        ("no access_url", "synctest:no-url.fits"),
+                        ("s_ra is outside [0, 360)", "synctest:huge.fits"),
+                        ("damaged DID (not a Rucio scope:name)", "synctest:damaged\nname.fits"),
+                        ("metadata is not a JSON object", "synctest:array.fits")]:
+        assert published(stack, did) is None
+        line = next((line for line in out.splitlines() if reason in line), "")
+        assert repr(did) in line, (reason, out)
+
+
+def test_a_metadata_write_through_rucios_rest_api_appears_after_a_sync(stack: Stack) -> None:
+    from rucio_rd.stack.seed import RucioREST, all_files
+
+    target = all_files(300)[-1]
+    api = RucioREST(stack.rucio.url, stack.rucio.credentials())
+    api.request("POST", "/dids/bulkdidsmeta", json={"dids": [
+        {"scope": target.scope, "name": target.name,
+         "meta": {"s_ra": 300.125, "s_dec": 60.5}}]})
+    try:
+        synced(stack)
+        assert target.did in cone_dids(stack, 300.125, 60.5)
+    finally:
+        original = target.metadata(stack.datalink_url)
+        api.request("POST", "/dids/bulkdidsmeta", json={"dids": [
+            {"scope": target.scope, "name": target.name, "meta": original}]})
+        synced(stack)
+    assert target.did not in cone_dids(stack, 300.125, 60.5)
+
+
+def test_a_sync_killed_mid_way_loses_nothing_and_the_next_completes(stack: Stack,
+                                                                   clean) -> None:
+    write(stack, "synctest", "before.fits", GOOD)
+    synced(stack)
+    before = published_count(stack)
+    write(stack, "synctest", "after.fits", GOOD | {"s_ra": 14.5})
+    delete(stack, "synctest", "before.fits")
+    blocker = psycopg2.connect(dbname=stack.layout.dachs_db, host="127.0.0.1",
+                               user="postgres")
+    try:
+        with blocker.cursor() as cursor:  # readers go on; the sync's writes wait
+            cursor.execute("LOCK TABLE rucio.main IN SHARE MODE")
+        proc = subprocess.Popen(["/usr/bin/rucio-rd", "sync"], env=stack.dachs.env(),
+                                cwd="/", stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        if not wait_for_lock_waiter(stack):
+            proc.kill()
+            out, err = proc.communicate(timeout=30)
+            with psycopg2.connect(dbname="postgres", host="127.0.0.1", user="postgres") as c, \
+                    c.cursor() as cur:
+                cur.execute("SELECT datname, state, wait_event_type, wait_event, left(query, 80)"
+                            " FROM pg_stat_activity WHERE state <> 'idle'")
+                activity = cur.fetchall()
+            pytest.fail(f"the sync never reached its writes: {out!r} {err!r} {activity}")
+        assert cone_dids(stack, 10.5, -20.25)  # cone search answers meanwhile
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(30)
+    finally:
+        blocker.rollback()
+        blocker.close()
+    assert published_count(stack) == before
+    assert published(stack, "synctest:before.fits") is not None
+    assert published(stack, "synctest:after.fits") is None
+    out = synced(stack)
+    assert "1 added" in out and "1 deleted" in out, out
+    assert published(stack, "synctest:after.fits") is not None
+
+
+def wait_for_lock_waiter(stack: Stack, timeout: float = 60) -> bool:
+    """Whether a session of DaCHS's database comes to wait on a lock within ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        connection = psycopg2.connect(dbname="postgres", host="127.0.0.1", user="postgres")
+        try:
+            connection.autocommit = True
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = %s"
+                               " AND wait_event_type = 'Lock'", (stack.layout.dachs_db,))
+                if cursor.fetchone()[0]:
+                    return True
+        finally:
+            connection.close()
+        time.sleep(0.1)
+    return False
+
+
+def test_a_sync_without_its_metadata_database_says_so_and_changes_nothing(
+        stack: Stack) -> None:
+    before = published_count(stack)
+    result = run_sync(stack, env={"RUCIO_RD_METADATA_DSN":
+                                  "host=127.0.0.1 port=1 dbname=gone password=s3cret"})
+    assert result.returncode == 1
+    assert "cannot reach Rucio's metadata database" in result.stderr
+    assert "unchanged" in result.stderr and "s3cret" not in result.stderr
+    assert published_count(stack) == before
+
+
+def test_the_last_sync_is_recorded(stack: Stack) -> None:
+    synced(stack)
+    with psycopg2.connect(dbname=stack.layout.dachs_db, host="127.0.0.1",
+                          user="postgres") as connection, connection.cursor() as cursor:
+        cursor.execute("SELECT mode, records, now() - finished < interval '1 minute'"
+                       " FROM rucio.sync_runs ORDER BY finished DESC LIMIT 1")
+        mode, records, recent = cursor.fetchone()
+    assert mode == "incremental" and records >= 300 and recent
