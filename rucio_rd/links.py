@@ -30,7 +30,9 @@ from rucio_rd.deadline import Deadline
 from rucio_rd.geo import GeoLocator, LocationError
 from rucio_rd.guard import Busy, CircuitBreaker, CircuitOpen, Slots
 from rucio_rd.model import (
+    NAME_MAX,
     NAME_PATTERN,
+    SCOPE_MAX,
     SCOPE_PATTERN,
     Position,
     RankedReplica,
@@ -196,12 +198,13 @@ def parse_did(text: str) -> tuple[str, str]:
     if ":" not in text:
         raise UsageError(f"ID {_echo(text)} is not a Rucio DID; expected scope:name")
     scope, name = text.split(":", 1)
-    if not _SCOPE.fullmatch(scope):
+    if not _SCOPE.fullmatch(scope) or len(scope) > SCOPE_MAX:
         raise UsageError(
             f"ID {_echo(text)}: scope {_echo(scope)} is not a Rucio scope"
             " (1-25 letters, digits, '_', '-', '.')"
         )
-    if not _NAME.fullmatch(name) or name.startswith("/") or "//" in name:
+    if (not _NAME.fullmatch(name) or len(name) > NAME_MAX or name.startswith("/")
+            or "//" in name):
         raise UsageError(f"ID {_echo(text)}: name {_echo(name)} is not a Rucio file name")
     return scope, name
 

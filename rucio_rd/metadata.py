@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
-from rucio_rd.model import NAME_PATTERN, SCOPE_PATTERN
+from rucio_rd.model import NAME_MAX, NAME_PATTERN, SCOPE_MAX, SCOPE_PATTERN
 
 __all__ = [
     "BOOKKEEPING_COLUMNS",
@@ -193,8 +193,8 @@ def row_from_record(
     if not scope or not name:
         raise BadRecordError("empty scope or name")
     meta = _parse_data(data)
-    if (not _SCOPE.match(scope) or not _NAME.match(name) or name.startswith("/")
-            or "//" in name):
+    if (not _SCOPE.fullmatch(scope) or len(scope) > SCOPE_MAX or not _NAME.fullmatch(name)
+            or len(name) > NAME_MAX or name.startswith("/") or "//" in name):
         raise BadRecordError("damaged DID (not a Rucio scope:name)")
     if "s_ra" not in meta or "s_dec" not in meta:
         raise BadRecordError("no s_ra/s_dec")

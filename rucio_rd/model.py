@@ -16,7 +16,9 @@ from types import MappingProxyType
 
 __all__ = [
     "EARTH_RADIUS_KM",
+    "NAME_MAX",
     "NAME_PATTERN",
+    "SCOPE_MAX",
     "SCOPE_PATTERN",
     "SODA_ASYNC",
     "SODA_SYNC",
@@ -34,11 +36,14 @@ __all__ = [
 #: Mean Earth radius (IUGG), the sphere on which distances are measured.
 EARTH_RADIUS_KM = 6371.0088
 
-#: What a Rucio scope and a file name may be (Rucio's limits: 25 and 250 characters);
-#: regular expressions that Python and PostgreSQL read alike.  A name must also not
-#: start with "/" nor hold "//".
-SCOPE_PATTERN = r"^[A-Za-z0-9_.-]{1,25}$"
-NAME_PATTERN = r"^[A-Za-z0-9_./+-]{1,250}$"
+#: What a Rucio scope and a file name may be made of: regular expressions that Python
+#: and PostgreSQL read alike (without a bounded repetition, which costs PostgreSQL's
+#: regex engine dearly); their lengths are at most SCOPE_MAX and NAME_MAX (Rucio's
+#: columns).  A name must also not start with "/" nor hold "//".
+SCOPE_PATTERN = r"^[A-Za-z0-9_.-]+$"
+NAME_PATTERN = r"^[A-Za-z0-9_./+-]+$"
+SCOPE_MAX = 25
+NAME_MAX = 250
 
 SODA_SYNC = "ivo://ivoa.net/std/SODA#sync-1.0"
 SODA_ASYNC = "ivo://ivoa.net/std/SODA#async-1.0"

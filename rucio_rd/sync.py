@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rucio_rd.metadata import BOOKKEEPING_COLUMNS, DATALINK_PATH, ROW_COLUMNS
-from rucio_rd.model import NAME_PATTERN, SCOPE_PATTERN
+from rucio_rd.model import NAME_MAX, NAME_PATTERN, SCOPE_MAX, SCOPE_PATTERN
 
 __all__ = [
     "BOOKKEEPING_SQL",
@@ -117,48 +117,63 @@ def rows_sql(table: str, only_ids: bool) -> str:
 
     Parameters are ``%(vo)s`` and, with ``only_ids``, ``%(ids)s`` (a bigint
     array).  The rules are those of :func:`rucio_rd.metadata.row_from_record`;
-    ``access_url`` is the metadata's (the caller may replace it).
+    ``access_url`` is the metadata's (the caller may replace it).  Each value is
+    taken out of the JSON once (the inner query, kept apart by ``OFFSET 0``) and
+    then judged and formatted.
     """
-    ra, dec = _number("s_ra"), _number("s_dec")
-    url = f"d->>{_literal('access_url')}"
+    values = {
+        "ra": _number("s_ra"),
+        "dec": _number("s_dec"),
+        "url": _text("access_url"),
+        "url_length": "CASE WHEN jsonb_typeof(d->'access_url') = 'string'"
+                      " THEN length(btrim(d->>'access_url')) END",
+        "length": _number("content_length"),
+        "level": _number("calib_level"),
+        **{f"v_{key}": _text(key) for key in _OPTIONAL_TEXT},
+        **{f"v_{key}": _number(key) for key in _OPTIONAL_FLOAT},
+    }
     reason = f"""CASE
-        WHEN jsonb_typeof(d) IS DISTINCT FROM 'object' THEN 'metadata is not a JSON object'
+        WHEN NOT is_object THEN 'metadata is not a JSON object'
         WHEN scope !~ {_literal(SCOPE_PATTERN)} OR name !~ {_literal(NAME_PATTERN)}
+             OR length(scope) > {SCOPE_MAX} OR length(name) > {NAME_MAX}
              OR name LIKE '/%%' OR name LIKE '%%//%%'
             THEN 'damaged DID (not a Rucio scope:name)'
-        WHEN NOT (d ? 's_ra' AND d ? 's_dec') THEN 'no s_ra/s_dec'
-        WHEN {ra} IS NULL THEN 's_ra is not a number'
-        WHEN {dec} IS NULL THEN 's_dec is not a number'
-        WHEN NOT ({ra} >= 0 AND {ra} < 360) THEN 's_ra is outside [0, 360)'
-        WHEN NOT ({dec} BETWEEN -90 AND 90) THEN 's_dec is outside [-90, 90]'
-        WHEN jsonb_typeof(d->'access_url') = 'string' AND length(btrim({url})) > {_MAX_TEXT}
-            THEN 'access_url is longer than {_MAX_TEXT} characters'
-        WHEN {_text("access_url")} IS NULL THEN 'no access_url'
+        WHEN NOT has_position THEN 'no s_ra/s_dec'
+        WHEN ra IS NULL THEN 's_ra is not a number'
+        WHEN dec IS NULL THEN 's_dec is not a number'
+        WHEN NOT (ra >= 0 AND ra < 360) THEN 's_ra is outside [0, 360)'
+        WHEN NOT (dec BETWEEN -90 AND 90) THEN 's_dec is outside [-90, 90]'
+        WHEN url_length > {_MAX_TEXT} THEN 'access_url is longer than {_MAX_TEXT} characters'
+        WHEN url IS NULL THEN 'no access_url'
     END"""
-    length = _number("content_length")
-    level = _number("calib_level")
+    byte_count = "length >= 0 AND length = trunc(length) AND length < 9.2e18"
     columns = {
         "did": "scope || ':' || name",
         "scope": "scope",
         "name": "name",
-        "s_ra": ra,
-        "s_dec": dec,
-        "access_url": _text("access_url"),
-        "content_length": f"CASE WHEN {length} >= 0 AND {length} = trunc({length})"
-                          f" AND {length} < 9.2e18 THEN {length}::bigint END",
-        "access_estsize": f"CASE WHEN {length} >= 0 AND {length} = trunc({length})"
-                          f" AND {length} < 9.2e18 THEN ceil({length} / 1024)::bigint END",
-        "calib_level": f"CASE WHEN {level} IN (0, 1, 2, 3, 4) THEN {level}::smallint END",
+        "s_ra": "ra",
+        "s_dec": "dec",
+        "access_url": "url",
+        "content_length": f"CASE WHEN {byte_count} THEN length::bigint END",
+        "access_estsize": f"CASE WHEN {byte_count} THEN ceil(length / 1024)::bigint END",
+        "calib_level": "CASE WHEN level IN (0, 1, 2, 3, 4) THEN level::smallint END",
         "meta_id": "id",
-        "meta_digest": "md5(data::text)",
+        "meta_digest": "digest",
+        **{key: f"v_{key}" for key in (*_OPTIONAL_TEXT, *_OPTIONAL_FLOAT)},
     }
-    columns.update({key: _text(key) for key in _OPTIONAL_TEXT})
-    columns.update({key: _number(key) for key in _OPTIONAL_FLOAT})
     select = ",\n        ".join([reason, *(columns[name] for name in SYNC_COLUMNS)])
+    extracted = ",\n            ".join(f"{sql} AS {name}" for name, sql in values.items())
     where = "vo = %(vo)s" + (" AND id = ANY(%(ids)s)" if only_ids else "")
-    return (f"SELECT {select}\n"
-            f"FROM (SELECT id, scope::text AS scope, name::text AS name, data,"
-            f" data AS d FROM {table} WHERE {where}) AS records")
+    return f"""SELECT {select}
+FROM (
+    SELECT id, scope, name, digest, is_object,
+           is_object AND d ? 's_ra' AND d ? 's_dec' AS has_position,
+            {extracted}
+    FROM (SELECT id, scope::text AS scope, name::text AS name, md5(data::text) AS digest,
+                 jsonb_typeof(data) = 'object' AS is_object,
+                 CASE WHEN jsonb_typeof(data) = 'object' THEN data END AS d
+          FROM {table} WHERE {where} OFFSET 0) AS records
+    OFFSET 0) AS extracted"""
 
 
 @dataclass
@@ -175,11 +190,19 @@ class SyncReport:
     reasons: dict[str, int] = field(default_factory=dict)  # all rejected records, per reason
     examples: dict[str, list[str]] = field(default_factory=dict)  # a few DIDs per reason
     seconds: float = 0.0
+    stages: dict[str, float] = field(default_factory=dict)  # seconds per step
+
+    def lap(self, stage: str, since: float) -> float:
+        """Note the seconds of ``stage`` since ``since``; return now."""
+        now = time.monotonic()
+        self.stages[stage] = now - since
+        return now
 
     def summary(self) -> str:
+        stages = ", ".join(f"{stage} {seconds:.1f}" for stage, seconds in self.stages.items())
         return (f"{self.mode} sync: {self.records} metadata records, {self.fetched} fetched;"
                 f" {self.added} added, {self.changed} changed, {self.deleted} deleted,"
-                f" {sum(self.reasons.values())} unusable; {self.seconds:.1f} s")
+                f" {sum(self.reasons.values())} unusable; {self.seconds:.1f} s ({stages})")
 
 
 def _copy_between(source: Any, query: str, params: dict[str, Any], target: Any,
@@ -235,36 +258,46 @@ def sync(meta: Any, dachs: Any, *, table: str, vo: str = "def", full: bool = Fal
     meta.set_session(readonly=True, autocommit=True)
     with dachs.cursor() as cursor:
         cursor.execute(BOOKKEEPING_SQL)
-        cursor.execute("CREATE TEMP TABLE sync_keys (meta_id bigint, meta_digest text)"
-                       " ON COMMIT DROP")
-        _copy_between(meta, digests_sql(table), {"vo": vo}, dachs, "sync_keys")
-        cursor.execute("CREATE INDEX ON sync_keys (meta_id); ANALYZE sync_keys")
-        cursor.execute("SELECT count(*) FROM sync_keys")
-        report.records = cursor.fetchone()[0]
-        # What to fetch: new or changed records, not those rejected as they are now.
-        cursor.execute(f"""
-            SELECT k.meta_id FROM sync_keys k
-            LEFT JOIN {published} m ON m.meta_id = k.meta_id
-            LEFT JOIN rucio.sync_rejects r ON r.meta_id = k.meta_id
-            WHERE %(full)s
-               OR (m.meta_digest IS DISTINCT FROM k.meta_digest
-                   AND r.meta_digest IS DISTINCT FROM k.meta_digest)""", {"full": full})
-        wanted = [row[0] for row in cursor.fetchall()]
-        report.fetched = len(wanted)
         columns = ", ".join(f"{name} {_TYPES[name]}" for name in SYNC_COLUMNS)
-        cursor.execute(f"CREATE TEMP TABLE sync_rows (bad_reason text, {columns})"
+        cursor.execute("CREATE TEMP TABLE sync_keys (meta_id bigint, meta_digest text)"
+                       " ON COMMIT DROP;"
+                       f" CREATE TEMP TABLE sync_rows (bad_reason text, {columns})"
                        " ON COMMIT DROP")
-        if wanted:
-            params: dict[str, Any] = {"vo": vo}
-            if not full:
-                params["ids"] = wanted
-            _copy_between(meta, rows_sql(table, only_ids=not full), params, dachs, "sync_rows")
+        lap = time.monotonic()
+        if full:  # every record is fetched: its id and digest come with it
+            _copy_between(meta, rows_sql(table, only_ids=False), {"vo": vo}, dachs,
+                          "sync_rows")
+            cursor.execute("INSERT INTO sync_keys SELECT meta_id, meta_digest FROM sync_rows")
+            report.records = report.fetched = cursor.rowcount
+            cursor.execute("CREATE INDEX ON sync_keys (meta_id); ANALYZE sync_keys")
+            lap = report.lap("fetch", lap)
+        else:
+            _copy_between(meta, digests_sql(table), {"vo": vo}, dachs, "sync_keys")
+            cursor.execute("CREATE INDEX ON sync_keys (meta_id); ANALYZE sync_keys")
+            lap = report.lap("digests", lap)
+            cursor.execute("SELECT count(*) FROM sync_keys")
+            report.records = cursor.fetchone()[0]
+            # What to fetch: new or changed records, not those rejected as they are now.
+            cursor.execute(f"""
+                SELECT k.meta_id FROM sync_keys k
+                LEFT JOIN {published} m ON m.meta_id = k.meta_id
+                LEFT JOIN rucio.sync_rejects r ON r.meta_id = k.meta_id
+                WHERE m.meta_digest IS DISTINCT FROM k.meta_digest
+                  AND r.meta_digest IS DISTINCT FROM k.meta_digest""")
+            wanted = [row[0] for row in cursor.fetchall()]
+            report.fetched = len(wanted)
+            lap = report.lap("compare", lap)
+            if wanted:
+                _copy_between(meta, rows_sql(table, only_ids=True), {"vo": vo, "ids": wanted},
+                              dachs, "sync_rows")
+            lap = report.lap("fetch", lap)
+        access_url = "s.access_url"
         if server_url is not None:
             prefix = f"{server_url.rstrip('/')}{DATALINK_PATH}?id="
-            cursor.execute("UPDATE sync_rows SET access_url = %(prefix)s"
-                           " || replace(replace(did, '/', '%%2F'), '+', '%%2B')"
-                           " WHERE bad_reason IS NULL", {"prefix": prefix})
-        _apply(cursor, published, report, full)
+            access_url = (f"{_literal(prefix)}"
+                          " || replace(replace(s.did, '/', '%2F'), '+', '%2B')")
+        _apply(cursor, published, report, full, access_url)
+        lap = report.lap("apply", lap)
         _report_rejects(cursor, report, examples)
         report.seconds = time.monotonic() - started
         cursor.execute(
@@ -274,6 +307,7 @@ def sync(meta: Any, dachs: Any, *, table: str, vo: str = "def", full: bool = Fal
              report.deleted, report.rejected, report.seconds))
         cursor.execute("DELETE FROM rucio.sync_runs WHERE finished < now() - interval '30 days'")
     dachs.commit()
+    report.lap("commit", lap)
     return report
 
 
@@ -283,32 +317,41 @@ _TYPES.update(access_estsize="bigint", content_length="bigint", calib_level="sma
               meta_id="bigint")
 
 
-def _apply(cursor: Any, published: str, report: SyncReport, full: bool) -> None:
-    """Step 4: deletions, rejections, updates and insertions, in the caller's transaction."""
-    # Gone from the metadata, or fetched and now unusable: out of the table.
-    cursor.execute(f"""
-        DELETE FROM {published} m
-        WHERE NOT EXISTS (SELECT 1 FROM sync_keys k WHERE k.meta_id = m.meta_id)
-           OR m.meta_id IS NULL
-           OR EXISTS (SELECT 1 FROM sync_rows s
-                      WHERE s.meta_id = m.meta_id AND s.bad_reason IS NOT NULL)""")
-    report.deleted = cursor.rowcount
-    cursor.execute("""
-        DELETE FROM rucio.sync_rejects r
-        WHERE NOT EXISTS (SELECT 1 FROM sync_keys k WHERE k.meta_id = r.meta_id)
-           OR EXISTS (SELECT 1 FROM sync_rows s WHERE s.meta_id = r.meta_id)""")
-    cursor.execute("""
-        INSERT INTO rucio.sync_rejects (meta_id, meta_digest, did, reason)
-        SELECT meta_id, meta_digest, did, bad_reason FROM sync_rows
-        WHERE bad_reason IS NOT NULL""")
-    report.rejected = cursor.rowcount
-    names = ", ".join(SYNC_COLUMNS)
-    updates = ", ".join(f"{name} = s.{name}" for name in SYNC_COLUMNS if name != "meta_id")
+def _apply(cursor: Any, published: str, report: SyncReport, full: bool,
+           access_url: str = "s.access_url") -> None:
+    """Step 4: deletions, rejections, updates and insertions, in the caller's transaction.
+
+    ``access_url`` is the SQL for a row's access_url (over ``sync_rows s``).
+    """
+    cursor.execute(f"SELECT EXISTS (SELECT 1 FROM {published})")
+    if not cursor.fetchone()[0]:  # the first import: nothing to delete, change or compare
+        _insert_new(cursor, published, report, access_url, rebuild=True)
+        _record_rejects(cursor, report)
+        return
+    cursor.execute("CREATE INDEX ON sync_rows (meta_id); CREATE INDEX ON sync_rows (did);"
+                   " ANALYZE sync_rows")
+    # Gone from the metadata, published before the sync knew it, or fetched and
+    # now unusable: out of the table.  (Separate statements, so that each is a
+    # plain join the planner does in one pass.)
+    report.deleted = 0
+    for statement in (
+        f"DELETE FROM {published} m WHERE m.meta_id IS NULL",
+        f"""DELETE FROM {published} m
+            WHERE NOT EXISTS (SELECT 1 FROM sync_keys k WHERE k.meta_id = m.meta_id)""",
+        f"""DELETE FROM {published} m USING sync_rows s
+            WHERE s.meta_id = m.meta_id AND s.bad_reason IS NOT NULL""",
+    ):
+        cursor.execute(statement)
+        report.deleted += cursor.rowcount
+    _record_rejects(cursor, report)
+    values = _values(access_url)
+    updates = ", ".join(f"{name} = {values[name]}" for name in SYNC_COLUMNS
+                        if name != "meta_id")
     cursor.execute(f"""
         UPDATE {published} m SET {updates}
         FROM sync_rows s
         WHERE s.bad_reason IS NULL AND s.meta_id = m.meta_id
-          AND (%(full)s OR m.meta_digest IS DISTINCT FROM s.meta_digest)""", {"full": full})
+          AND ({"true" if full else "false"} OR m.meta_digest IS DISTINCT FROM s.meta_digest)""")
     report.changed = cursor.rowcount
     # A DID published under another record id (deleted and registered again) is
     # replaced by the new record.
@@ -316,12 +359,82 @@ def _apply(cursor: Any, published: str, report: SyncReport, full: bool) -> None:
         DELETE FROM {published} m USING sync_rows s
         WHERE s.bad_reason IS NULL AND s.did = m.did AND s.meta_id <> m.meta_id""")
     report.deleted += cursor.rowcount
+    _insert_new(cursor, published, report, access_url, rebuild=False)
+
+
+def _values(access_url: str) -> dict[str, str]:
+    """SQL per published column over ``sync_rows s``."""
+    values = {name: f"s.{name}" for name in SYNC_COLUMNS}
+    values["access_url"] = access_url
+    return values
+
+
+def _record_rejects(cursor: Any, report: SyncReport) -> None:
+    """Forget rejections of records gone or fetched again; note this sync's."""
+    cursor.execute("""
+        DELETE FROM rucio.sync_rejects r
+        WHERE NOT EXISTS (SELECT 1 FROM sync_keys k WHERE k.meta_id = r.meta_id)""")
+    cursor.execute("DELETE FROM rucio.sync_rejects r USING sync_rows s"
+                   " WHERE s.meta_id = r.meta_id")
+    cursor.execute("""
+        INSERT INTO rucio.sync_rejects (meta_id, meta_digest, did, reason)
+        SELECT meta_id, meta_digest, did, bad_reason FROM sync_rows
+        WHERE bad_reason IS NOT NULL""")
+    report.rejected = cursor.rowcount
+
+
+def _insert_new(cursor: Any, published: str, report: SyncReport, access_url: str,
+                rebuild: bool) -> None:
+    """Insert the good fetched rows not yet published.
+
+    ``rebuild`` (the table is empty): its secondary indexes are dropped first
+    and built afterwards in one go, which is faster; readers of the empty
+    table wait for the commit meanwhile.
+    """
+    values = _values(access_url)
+    if rebuild:
+        source = "sync_rows s WHERE s.bad_reason IS NULL"
+        cursor.execute("SELECT count(*) FROM sync_rows WHERE bad_reason IS NULL")
+        rebuild = cursor.fetchone()[0] > 10_000
+    else:
+        # Which rows are new is decided before inserting (an insert that checked
+        # the table it fills would scan its own new rows again and again).
+        cursor.execute(f"""
+            CREATE TEMP TABLE sync_new ON COMMIT DROP AS
+            SELECT s.meta_id FROM sync_rows s
+            WHERE s.bad_reason IS NULL
+              AND NOT EXISTS (SELECT 1 FROM {published} m WHERE m.meta_id = s.meta_id)""")
+        source = "sync_rows s JOIN sync_new n ON n.meta_id = s.meta_id"
+    indexes = _drop_secondary_indexes(cursor, published) if rebuild else []
     cursor.execute(f"""
-        INSERT INTO {published} ({names})
-        SELECT {names} FROM sync_rows s
-        WHERE s.bad_reason IS NULL
-          AND NOT EXISTS (SELECT 1 FROM {published} m WHERE m.meta_id = s.meta_id)""")
+        INSERT INTO {published} ({", ".join(SYNC_COLUMNS)})
+        SELECT {", ".join(values[name] for name in SYNC_COLUMNS)} FROM {source}""")
     report.added = cursor.rowcount
+    for definition, clustered, name in indexes:
+        cursor.execute(definition)
+        if clustered:
+            cursor.execute(f"ALTER TABLE {published} CLUSTER ON {name}")
+    if indexes:
+        cursor.execute(f"ANALYZE {published}")
+
+
+def _drop_secondary_indexes(cursor: Any, published: str) -> list[tuple[str, bool, str]]:
+    """Drop the indexes of ``published`` that back no constraint; return how to remake
+    them: ``(CREATE INDEX statement, whether the table is clustered on it, name)``."""
+    cursor.execute("""
+        SELECT pg_get_indexdef(i.indexrelid), i.indisclustered,
+               quote_ident(n.nspname) || '.' || quote_ident(c.relname)
+        FROM pg_index i
+        JOIN pg_class c ON c.oid = i.indexrelid
+        JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE i.indrelid = %(table)s::regclass
+          AND NOT EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conindid = i.indexrelid)""",
+                   {"table": published})
+    indexes = cursor.fetchall()
+    for _definition, _clustered, name in indexes:
+        cursor.execute(f"DROP INDEX {name}")
+    return [(definition, clustered, name.split(".", 1)[1]) for definition, clustered, name
+            in indexes]
 
 
 def _report_rejects(cursor: Any, report: SyncReport, examples: int) -> None:

@@ -132,6 +132,7 @@ inline code here only calls into it. -->
 		<column name="meta_digest" type="text" ucd="meta.code"
 			tablehead="Digest" verbLevel="30"
 			description="MD5 of the file's metadata record as published (kept by the sync)."/>
+		<index columns="meta_id"/>
 	</table>
 
 	<!-- The import reads Rucio's POSTGRES_JSON metadata table (configured

@@ -238,3 +238,28 @@ def test_the_last_sync_is_recorded(stack: Stack) -> None:
                        " FROM rucio.sync_runs ORDER BY finished DESC LIMIT 1")
         mode, records, recent = cursor.fetchone()
     assert mode == "incremental" and records >= 300 and recent
+
+
+def dachs_query(stack: Stack, statement: str) -> list[tuple]:
+    with psycopg2.connect(dbname=stack.layout.dachs_db, host="127.0.0.1",
+                          user="postgres") as connection, connection.cursor() as cursor:
+        cursor.execute(statement)
+        return cursor.fetchall() if cursor.description else []
+
+
+def test_a_full_sync_refills_an_emptied_table_with_its_indexes(stack: Stack) -> None:
+    before = published_count(stack)
+    indexes = dachs_query(stack, "SELECT indexname FROM pg_indexes WHERE schemaname = 'rucio'"
+                                 " AND tablename = 'main' ORDER BY 1")
+    dachs_query(stack, "DELETE FROM rucio.main")
+    out = synced(stack, "--full")
+    assert f"{before} added" in out, out
+    assert published_count(stack) == before
+    assert dachs_query(stack, "SELECT indexname FROM pg_indexes WHERE schemaname = 'rucio'"
+                              " AND tablename = 'main' ORDER BY 1") == indexes
+    assert dachs_query(stack, "SELECT count(*) FROM pg_index WHERE indisclustered"
+                              " AND indrelid = 'rucio.main'::regclass") == [(1,)]
+    assert "sp3531_soda:" + "2023-07-18-16-40-27_ASK-WALLABY_Eridanus_cutout-574594-imagecube" \
+        "-42178.fits" in cone_dids(stack, 53.75308, -24.93365)
+    again = synced(stack, "--full")  # on a full table: every row rewritten, none added
+    assert f"0 added, {before} changed, 0 deleted" in again, again
