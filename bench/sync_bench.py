@@ -42,7 +42,7 @@ FIELDS = 300
 
 
 def make_metadata_table() -> None:
-    subprocess.run(["dropdb", "--if-exists", META_DB], check=True)
+    subprocess.run(["dropdb", "--if-exists", "--force", META_DB], check=True)
     subprocess.run(["createdb", META_DB], check=True)
     with psycopg2.connect(dbname=META_DB) as connection, connection.cursor() as cursor:
         cursor.execute(
@@ -60,7 +60,7 @@ def record_sql(first: int, count: int) -> str:
             's_ra', mod((360.0 * (i % {FIELDS}) / {FIELDS} + 2 * (random() - 0.5))::numeric
                         + 360, 360),
             's_dec', greatest(-89.9, least(89.9,
-                     degrees(asin(2 * ((i * 7919) % {FIELDS}) / {FIELDS}.0 - 1))
+                     degrees(asin(2 * ((i::bigint * 7919) % {FIELDS}) / {FIELDS}.0 - 1))
                      + 2 * (random() - 0.5))),
             's_fov', 0.5,
             'obs_id', 'obs-' || i,

@@ -163,7 +163,10 @@ def rows_sql(table: str, only_ids: bool) -> str:
     }
     select = ",\n        ".join([reason, *(columns[name] for name in SYNC_COLUMNS)])
     extracted = ",\n            ".join(f"{sql} AS {name}" for name, sql in values.items())
-    where = "vo = %(vo)s" + (" AND id = ANY(%(ids)s)" if only_ids else "")
+    # A semi-join with the ids (hashed), not "= ANY", which compares every record with
+    # every id; Rucio's table has no index on id.
+    where = "vo = %(vo)s" + (" AND id IN (SELECT unnest(%(ids)s::bigint[]))"
+                             if only_ids else "")
     return f"""SELECT {select}
 FROM (
     SELECT id, scope, name, digest, is_object,
