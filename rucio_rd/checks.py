@@ -465,6 +465,39 @@ def check_published(query: Callable[[str], list[tuple]], table: str = "rucio.mai
     return Outcome(name, OK, f"{table}: {count} rows, {stamp}")
 
 
+#: A sync older than this is a warning: the schedule (cron, systemd timer) has stopped.
+SYNC_MAX_AGE_HOURS = 24
+
+
+def check_sync(query: Callable[[str], list[tuple]]) -> list[Outcome]:
+    """When the last ``rucio-rd sync`` ran and what it did, and the unusable records
+    it keeps (per reason, with examples)."""
+    name = "last sync"
+    try:
+        if not query("SELECT to_regclass('rucio.sync_runs') IS NOT NULL")[0][0]:
+            return [Outcome(name, WARN, "never run; schedule rucio-rd sync (README:"
+                                        " Keep the table current)")]
+        runs = query("SELECT finished, mode, records, added, changed, deleted,"
+                     " now() - finished > interval '1 hour' * " + str(SYNC_MAX_AGE_HOURS)
+                     + " FROM rucio.sync_runs ORDER BY finished DESC LIMIT 1")
+        rejects = query("SELECT reason, count(*), min(did) FROM rucio.sync_rejects"
+                        " GROUP BY reason ORDER BY count(*) DESC")
+    except Exception as exc:  # noqa: BLE001
+        return [Outcome(name, FAIL, f"DaCHS's database cannot be read: {exc}")]
+    if not runs:
+        return [Outcome(name, WARN, "never run; schedule rucio-rd sync")]
+    finished, mode, records, added, changed, deleted, stale = runs[0]
+    text = (f"{finished:%Y-%m-%d %H:%M:%S} UTC ({mode}): {records} metadata records;"
+            f" {added} added, {changed} changed, {deleted} deleted")
+    outcomes = [Outcome(name, WARN if stale else OK,
+                        text + (f"; more than {SYNC_MAX_AGE_HOURS} h ago: is the schedule"
+                                " running?" if stale else ""))]
+    for reason, count, example in rejects:
+        outcomes.append(Outcome("unusable records", WARN,
+                                f"{count} x {reason} (e.g. {example!r})"))
+    return outcomes
+
+
 def check_rd_link(inputs_dir: Path, rd_dir: Path | None = None) -> Outcome:
     """``<inputsDir>/rucio`` is this package's RD directory (or a link to it)."""
     rd_dir = rd_dir or resources.rd_dir()
@@ -533,4 +566,5 @@ def all_checks(
         outcomes.append(check_geoip(settings))
         outcomes.append(check_metadata(settings))
     outcomes.append(check_published(query))
+    outcomes += check_sync(query)
     return outcomes

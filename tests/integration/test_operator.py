@@ -70,7 +70,8 @@ def test_check_passes_on_the_stack(stack: Stack) -> None:
     assert lines_of(result, "FAIL") == []
     for name in ("plugin for DaCHS", "DaCHS authority", "resource descriptor", "configuration",
                  "secret [rucio] password_file", "Rucio", "sites (site_directory)",
-                 "RSE positions", "GeoIP database", "metadata table", "published table"):
+                 "RSE positions", "GeoIP database", "metadata table", "published table",
+                 "last sync"):
         assert re.search(rf"^(ok|warn)\s+{re.escape(name)}: ", result.stdout, re.MULTILINE), name
     assert "3 sites, 3 RSEs (3 with a position), 4 SODA services" in result.stdout
     assert re.search(r"published table: rucio\.main: 303 rows, last imported \d{4}-",

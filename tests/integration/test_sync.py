@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import os
+import re
 import signal
 import subprocess
 import time
@@ -238,6 +239,19 @@ def test_the_last_sync_is_recorded(stack: Stack) -> None:
                        " FROM rucio.sync_runs ORDER BY finished DESC LIMIT 1")
         mode, records, recent = cursor.fetchone()
     assert mode == "incremental" and records >= 300 and recent
+    check = subprocess.run(["/usr/bin/rucio-rd", "check"], env=stack.dachs.env(), cwd="/",
+                           capture_output=True, encoding="utf-8", timeout=300)
+    assert re.search(r"^ok\s+last sync: \d{4}-\d\d-\d\d [\d:]+ UTC \(incremental\): \d+"
+                     r" metadata records", check.stdout, re.MULTILINE), check.stdout
+
+
+def test_check_lists_the_unusable_records(stack: Stack, clean) -> None:
+    write(stack, "synctest", "no-url.fits", {"s_ra": 1, "s_dec": 1})
+    synced(stack)
+    check = subprocess.run(["/usr/bin/rucio-rd", "check"], env=stack.dachs.env(), cwd="/",
+                           capture_output=True, encoding="utf-8", timeout=300)
+    assert re.search(r"^warn\s+unusable records: \d+ x no access_url \(e\.g\. '",
+                     check.stdout, re.MULTILINE), check.stdout
 
 
 def dachs_query(stack: Stack, statement: str) -> list[tuple]:

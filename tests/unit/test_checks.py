@@ -319,3 +319,36 @@ def test_outcome_line_is_status_name_message() -> None:
     assert Outcome("Rucio", FAIL, "down").line() == "FAIL  Rucio: down"
     assert checks.failed([Outcome("a", WARN, ""), Outcome("b", FAIL, "")]) == [
         Outcome("b", FAIL, "")]
+
+
+def test_sync_shows_the_last_run_and_the_unusable_records() -> None:
+    answers = {
+        "SELECT to_regclass": [(True,)],
+        "SELECT finished": [(datetime(2026, 11, 26, 12, 0, 5), "incremental", 1000, 3, 2, 1,
+                             False)],
+        "SELECT reason": [("no access_url", 2, "s:a.fits"), ("s_ra is not a number", 1,
+                                                             "s:b.fits")],
+    }
+
+    def query(statement: str):
+        return next(rows for start, rows in answers.items() if statement.startswith(start))
+
+    assert checks.check_sync(query) == [
+        Outcome("last sync", OK, "2026-11-26 12:00:05 UTC (incremental): 1000 metadata"
+                                 " records; 3 added, 2 changed, 1 deleted"),
+        Outcome("unusable records", WARN, "2 x no access_url (e.g. 's:a.fits')"),
+        Outcome("unusable records", WARN, "1 x s_ra is not a number (e.g. 's:b.fits')"),
+    ]
+
+
+def test_an_old_or_missing_sync_is_a_warning() -> None:
+    never = checks.check_sync(lambda statement: [(False,)])
+    assert [outcome.status for outcome in never] == [WARN]
+    assert "never run" in never[0].message
+    answers = {"SELECT to_regclass": [(True,)],
+               "SELECT finished": [(datetime(2026, 1, 1), "full", 5, 5, 0, 0, True)],
+               "SELECT reason": []}
+    [old] = checks.check_sync(
+        lambda statement: next(rows for start, rows in answers.items()
+                               if statement.startswith(start)))
+    assert old.status == WARN and "is the schedule running?" in old.message
