@@ -7,6 +7,9 @@ it holds no logic worth testing on its own.
 
 from __future__ import annotations
 
+from typing import Any
+
+from rucio_rd import capture
 from rucio_rd.sync import printable_report, sync
 
 __all__ = ["main"]
@@ -26,6 +29,16 @@ def main(argv: list[str] | None = None) -> int:
         " fetched). The DaCHS instance is the one GAVOSETTINGS names.")
     parser.add_argument("--full", action="store_true",
                         help="fetch every record again, not only the changed ones")
+    capture_group = parser.add_mutually_exclusive_group()
+    capture_group.add_argument(
+        "--install-capture", action="store_true",
+        help="install change capture in Rucio's metadata database (a log table, a function"
+        " and a trigger; needs a DSN that may create them), then exit")
+    capture_group.add_argument("--remove-capture", action="store_true",
+                               help="remove change capture from it again, then exit")
+    capture_group.add_argument(
+        "--follow", action="store_true",
+        help="keep running: apply every captured metadata write as it happens")
     args = parser.parse_args(argv)
 
     from gavo import base
@@ -49,18 +62,57 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     server_url = (base.getConfig("web", "serverURL")
                   if settings.metadata.access_url == "datalink" else None)
-    dachs = base.getDBConnection("admin")
+    options = {"table": settings.metadata.table, "vo": settings.metadata.vo,
+               "server_url": server_url,
+               "examples": settings.metadata.max_bad_records_reported or 5}
     try:
-        report = sync(meta, dachs, table=settings.metadata.table, vo=settings.metadata.vo,
-                      full=args.full, server_url=server_url,
-                      examples=settings.metadata.max_bad_records_reported or 5)
+        if args.install_capture or args.remove_capture:
+            (capture.install if args.install_capture else capture.remove)(
+                meta, settings.metadata.table)
+            print(f"change capture {'installed in' if args.install_capture else 'removed from'}"
+                  f" {where}, table {settings.metadata.table}")
+            return 0
+        dachs = base.getDBConnection("admin")
+        try:
+            if args.follow:
+                return _follow(meta, settings.metadata.dsn, dachs, options)
+            report = sync(meta, dachs, full=args.full, **options)
+        except psycopg2.Error:
+            dachs.rollback()
+            raise
+        finally:
+            dachs.close()
     except psycopg2.Error as exc:
-        dachs.rollback()
         print(f"rucio-rd sync: failed ({' '.join(str(exc).split())});"
               " the published table is unchanged", file=sys.stderr)
         return 1
     finally:
         meta.close()
-        dachs.close()
     print(printable_report(report))
+    return 0
+
+
+def _follow(meta: Any, dsn: str, dachs: Any, options: dict[str, Any]) -> int:
+    """``--follow``: a first incremental sync, then every captured write as it comes."""
+    import signal
+    import sys
+
+    import psycopg2
+
+    if not capture.installed(meta):
+        print("rucio-rd sync --follow: change capture is not installed in the metadata"
+              " database; run rucio-rd sync --install-capture first", file=sys.stderr)
+        return 1
+    stopping: list[int] = []
+    signal.signal(signal.SIGTERM, lambda number, frame: stopping.append(number))
+    reader = psycopg2.connect(dsn, connect_timeout=10)
+    reader.autocommit = True
+    try:
+        print(printable_report(sync(reader, dachs, **options)), flush=True)
+        capture.follow(meta, reader, dachs, log=lambda text: print(text, flush=True),
+                       stop=lambda: bool(stopping), wait=5.0, **options)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        reader.close()
     return 0

@@ -105,10 +105,11 @@ def _text(key: str) -> str:
             f" WHEN 'number' THEN {text} END)")
 
 
-def digests_sql(table: str) -> str:
+def digests_sql(table: str, only_ids: bool = False) -> str:
     """The metadata side of step 1: ``meta_id, meta_digest`` of every record of the VO
-    (``%(vo)s``)."""
-    return f"SELECT id, md5(data::text) FROM {table} WHERE vo = %(vo)s"
+    (``%(vo)s``), or of those among ``%(ids)s``."""
+    where = " AND id IN (SELECT unnest(%(ids)s::bigint[]))" if only_ids else ""
+    return f"SELECT id, md5(data::text) FROM {table} WHERE vo = %(vo)s{where}"
 
 
 def rows_sql(table: str, only_ids: bool) -> str:
@@ -242,7 +243,7 @@ def _copy_between(source: Any, query: str, params: dict[str, Any], target: Any,
 
 def sync(meta: Any, dachs: Any, *, table: str, vo: str = "def", full: bool = False,
          published: str = "rucio.main", server_url: str | None = None,
-         examples: int = 5) -> SyncReport:
+         examples: int = 5, only: Sequence[int] | None = None) -> SyncReport:
     """Bring ``published`` in step with the metadata ``table``; see the module's text.
 
     Parameters
@@ -255,10 +256,14 @@ def sync(meta: Any, dachs: Any, *, table: str, vo: str = "def", full: bool = Fal
     server_url
         DaCHS's ``[web] serverURL``: rows then carry this server's DataLink
         URL as ``access_url``; None keeps the metadata's.
+    only
+        Sync just these record ids (the change log of :mod:`rucio_rd.capture`):
+        those gone from the metadata are deleted, the others compared as usual.
     """
     started = time.monotonic()
-    report = SyncReport("full" if full else "incremental")
-    meta.set_session(readonly=True, autocommit=True)
+    report = SyncReport("full" if full else "captured" if only is not None else "incremental")
+    if not meta.autocommit:
+        meta.set_session(readonly=True, autocommit=True)
     with dachs.cursor() as cursor:
         cursor.execute(BOOKKEEPING_SQL)
         columns = ", ".join(f"{name} {_TYPES[name]}" for name in SYNC_COLUMNS)
@@ -275,7 +280,8 @@ def sync(meta: Any, dachs: Any, *, table: str, vo: str = "def", full: bool = Fal
             cursor.execute("CREATE INDEX ON sync_keys (meta_id); ANALYZE sync_keys")
             lap = report.lap("fetch", lap)
         else:
-            _copy_between(meta, digests_sql(table), {"vo": vo}, dachs, "sync_keys")
+            keys = {"vo": vo} if only is None else {"vo": vo, "ids": list(only)}
+            _copy_between(meta, digests_sql(table, only is not None), keys, dachs, "sync_keys")
             cursor.execute("CREATE INDEX ON sync_keys (meta_id); ANALYZE sync_keys")
             lap = report.lap("digests", lap)
             cursor.execute("SELECT count(*) FROM sync_keys")
@@ -299,7 +305,7 @@ def sync(meta: Any, dachs: Any, *, table: str, vo: str = "def", full: bool = Fal
             prefix = f"{server_url.rstrip('/')}{DATALINK_PATH}?id="
             access_url = (f"{_literal(prefix)}"
                           " || replace(replace(s.did, '/', '%2F'), '+', '%2B')")
-        _apply(cursor, published, report, full, access_url)
+        _apply(cursor, published, report, full, access_url, only)
         lap = report.lap("apply", lap)
         _report_rejects(cursor, report, examples)
         report.seconds = time.monotonic() - started
@@ -321,15 +327,19 @@ _TYPES.update(access_estsize="bigint", content_length="bigint", calib_level="sma
 
 
 def _apply(cursor: Any, published: str, report: SyncReport, full: bool,
-           access_url: str = "s.access_url") -> None:
+           access_url: str = "s.access_url", only: Sequence[int] | None = None) -> None:
     """Step 4: deletions, rejections, updates and insertions, in the caller's transaction.
 
-    ``access_url`` is the SQL for a row's access_url (over ``sync_rows s``).
+    ``access_url`` is the SQL for a row's access_url (over ``sync_rows s``);
+    ``only``: the record ids this sync is about (None: all).
     """
+    if only is not None:
+        cursor.execute("CREATE TEMP TABLE sync_scope ON COMMIT DROP AS"
+                       " SELECT unnest(%s::bigint[]) AS meta_id", (list(only),))
     cursor.execute(f"SELECT EXISTS (SELECT 1 FROM {published})")
     if not cursor.fetchone()[0]:  # the first import: nothing to delete, change or compare
         _insert_new(cursor, published, report, access_url, rebuild=True)
-        _record_rejects(cursor, report)
+        _record_rejects(cursor, report, only is not None)
         return
     cursor.execute("CREATE INDEX ON sync_rows (meta_id); CREATE INDEX ON sync_rows (did);"
                    " ANALYZE sync_rows")
@@ -337,16 +347,21 @@ def _apply(cursor: Any, published: str, report: SyncReport, full: bool,
     # now unusable: out of the table.  (Separate statements, so that each is a
     # plain join the planner does in one pass.)
     report.deleted = 0
-    for statement in (
-        f"DELETE FROM {published} m WHERE m.meta_id IS NULL",
-        f"""DELETE FROM {published} m
-            WHERE NOT EXISTS (SELECT 1 FROM sync_keys k WHERE k.meta_id = m.meta_id)""",
-        f"""DELETE FROM {published} m USING sync_rows s
-            WHERE s.meta_id = m.meta_id AND s.bad_reason IS NOT NULL""",
-    ):
+    if only is None:
+        statements = [f"DELETE FROM {published} m WHERE m.meta_id IS NULL",
+                      f"""DELETE FROM {published} m WHERE NOT EXISTS
+                          (SELECT 1 FROM sync_keys k WHERE k.meta_id = m.meta_id)"""]
+    else:
+        statements = [f"""DELETE FROM {published} m
+                          WHERE m.meta_id IN (SELECT meta_id FROM sync_scope)
+                            AND NOT EXISTS (SELECT 1 FROM sync_keys k
+                                            WHERE k.meta_id = m.meta_id)"""]
+    statements.append(f"""DELETE FROM {published} m USING sync_rows s
+                           WHERE s.meta_id = m.meta_id AND s.bad_reason IS NOT NULL""")
+    for statement in statements:
         cursor.execute(statement)
         report.deleted += cursor.rowcount
-    _record_rejects(cursor, report)
+    _record_rejects(cursor, report, only is not None)
     values = _values(access_url)
     updates = ", ".join(f"{name} = {values[name]}" for name in SYNC_COLUMNS
                         if name != "meta_id")
@@ -372,11 +387,15 @@ def _values(access_url: str) -> dict[str, str]:
     return values
 
 
-def _record_rejects(cursor: Any, report: SyncReport) -> None:
-    """Forget rejections of records gone or fetched again; note this sync's."""
-    cursor.execute("""
+def _record_rejects(cursor: Any, report: SyncReport, scoped: bool = False) -> None:
+    """Forget rejections of records gone or fetched again; note this sync's.
+
+    ``scoped``: only the records of ``sync_scope`` are this sync's business.
+    """
+    in_scope = " AND r.meta_id IN (SELECT meta_id FROM sync_scope)" if scoped else ""
+    cursor.execute(f"""
         DELETE FROM rucio.sync_rejects r
-        WHERE NOT EXISTS (SELECT 1 FROM sync_keys k WHERE k.meta_id = r.meta_id)""")
+        WHERE NOT EXISTS (SELECT 1 FROM sync_keys k WHERE k.meta_id = r.meta_id){in_scope}""")
     cursor.execute("DELETE FROM rucio.sync_rejects r USING sync_rows s"
                    " WHERE s.meta_id = r.meta_id")
     cursor.execute("""

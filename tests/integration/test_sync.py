@@ -277,3 +277,46 @@ def test_a_full_sync_refills_an_emptied_table_with_its_indexes(stack: Stack) -> 
         "-42178.fits" in cone_dids(stack, 53.75308, -24.93365)
     again = synced(stack, "--full")  # on a full table: every row rewritten, none added
     assert f"0 added, {before} changed, 0 deleted" in again, again
+
+
+def trigger_count(stack: Stack) -> int:
+    with meta(stack) as connection, connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'rucio_rd_capture%%'")
+        return cursor.fetchone()[0]
+
+
+def visible_within(stack: Stack, predicate, timeout: float) -> float | None:
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        if predicate():
+            return time.monotonic() - started
+        time.sleep(0.05)
+    return None
+
+
+def test_with_change_capture_a_write_is_searchable_within_seconds(stack: Stack, clean) -> None:
+    assert trigger_count(stack) == 0  # nothing of ours in Rucio's database by default
+    synced(stack, "--install-capture")
+    follower = subprocess.Popen(["/usr/bin/rucio-rd", "sync", "--follow"],
+                                env=stack.dachs.env(), cwd="/", stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, encoding="utf-8")
+    try:
+        assert trigger_count(stack) == 1
+        time.sleep(2)  # its first incremental sync
+        write(stack, "synctest", "live.fits", GOOD | {"s_ra": 33.25, "s_dec": 12.5})
+        seen = visible_within(stack, lambda: "synctest:live.fits" in cone_dids(stack, 33.25,
+                                                                                   12.5), 10)
+        assert seen is not None and seen < 2.0, seen
+        write(stack, "synctest", "live.fits", GOOD | {"s_ra": 34.25, "s_dec": 12.5})
+        assert visible_within(stack, lambda: "synctest:live.fits" in cone_dids(
+            stack, 34.25, 12.5), 10) is not None
+        delete(stack, "synctest", "live.fits")
+        assert visible_within(stack, lambda: published(stack, "synctest:live.fits") is None,
+                              10) is not None
+    finally:
+        follower.send_signal(signal.SIGTERM)
+        out, err = follower.communicate(timeout=30)
+        synced(stack, "--remove-capture")
+    assert follower.returncode == 0, err
+    assert "captured sync" in out
+    assert trigger_count(stack) == 0

@@ -1,0 +1,125 @@
+"""Near-live sync, for operators who allow it: change capture in Rucio's metadata
+database.
+
+:func:`install` adds to the metadata database one table (``rucio_rd_changes``:
+the ids of the records written, in order), one function and one trigger on
+Rucio's table; every insert, update or delete of a record then logs its id and
+sends a ``NOTIFY rucio_rd_changes`` (once per transaction).  :func:`remove`
+takes all three away again.  Without them nothing of this plugin is in Rucio's
+database.
+
+:func:`follow` listens for the notifications and syncs just the logged
+records (:func:`rucio_rd.sync.sync` with ``only``), then forgets the log
+entries it applied; an entry is forgotten only after its sync committed, so a
+follower killed at any moment loses nothing (the next one applies it again).
+"""
+
+from __future__ import annotations
+
+import select
+import time
+from collections.abc import Callable
+from typing import Any
+
+from rucio_rd.sync import SyncReport, sync
+
+__all__ = ["CHANNEL", "follow", "install", "install_sql", "remove", "remove_sql"]
+
+CHANNEL = "rucio_rd_changes"
+LOG_TABLE = "rucio_rd_changes"
+FUNCTION = "rucio_rd_capture"
+
+
+def _trigger_name(table: str) -> str:
+    return f"rucio_rd_capture_{table.replace('.', '_')}"
+
+
+def install_sql(table: str) -> str:
+    """The statements that install change capture on Rucio's ``table``."""
+    return f"""
+CREATE TABLE IF NOT EXISTS {LOG_TABLE} (
+    seq bigserial PRIMARY KEY,
+    meta_id bigint NOT NULL);
+CREATE OR REPLACE FUNCTION {FUNCTION}() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP = 'DELETE' THEN
+        INSERT INTO {LOG_TABLE} (meta_id) VALUES (OLD.id);
+    ELSE
+        INSERT INTO {LOG_TABLE} (meta_id) VALUES (NEW.id);
+    END IF;
+    PERFORM pg_notify('{CHANNEL}', '');
+    RETURN NULL;
+END $$;
+DROP TRIGGER IF EXISTS {_trigger_name(table)} ON {table};
+CREATE TRIGGER {_trigger_name(table)} AFTER INSERT OR UPDATE OR DELETE ON {table}
+    FOR EACH ROW EXECUTE FUNCTION {FUNCTION}();
+"""
+
+
+def remove_sql(table: str) -> str:
+    """The statements that remove everything :func:`install_sql` installs."""
+    return f"""
+DROP TRIGGER IF EXISTS {_trigger_name(table)} ON {table};
+DROP FUNCTION IF EXISTS {FUNCTION}();
+DROP TABLE IF EXISTS {LOG_TABLE};
+"""
+
+
+def install(meta: Any, table: str) -> None:
+    with meta.cursor() as cursor:
+        cursor.execute(install_sql(table))
+    meta.commit()
+
+
+def remove(meta: Any, table: str) -> None:
+    with meta.cursor() as cursor:
+        cursor.execute(remove_sql(table))
+    meta.commit()
+
+
+def installed(meta: Any) -> bool:
+    with meta.cursor() as cursor:
+        cursor.execute("SELECT to_regclass(%s) IS NOT NULL", (LOG_TABLE,))
+        found = cursor.fetchone()[0]
+    meta.rollback()
+    return found
+
+
+def apply_logged(meta: Any, reader: Any, dachs: Any, **options: Any) -> SyncReport | None:
+    """Sync the records logged so far; forget their entries once that has committed.
+
+    ``meta`` writes (it forgets entries), ``reader`` reads the records (an
+    autocommit connection, as :func:`rucio_rd.sync.sync` wants).
+    """
+    with meta.cursor() as cursor:
+        cursor.execute(f"SELECT max(seq), array_agg(DISTINCT meta_id) FROM {LOG_TABLE}")
+        last, ids = cursor.fetchone()
+    meta.rollback()
+    if last is None:
+        return None
+    report = sync(reader, dachs, only=ids, **options)
+    with meta.cursor() as cursor:
+        cursor.execute(f"DELETE FROM {LOG_TABLE} WHERE seq <= %s", (last,))
+    meta.commit()
+    return report
+
+
+def follow(meta: Any, reader: Any, dachs: Any, *, log: Callable[[str], None],
+           stop: Callable[[], bool] = lambda: False, wait: float = 60.0,
+           **options: Any) -> None:
+    """Apply logged changes as their notifications arrive (and every ``wait`` seconds
+    anyway), until ``stop()`` says so."""
+    listener = reader  # an autocommit connection
+    with listener.cursor() as cursor:
+        cursor.execute(f"LISTEN {CHANNEL}")
+    while not stop():
+        listener.notifies.clear()  # what was notified so far is applied now
+        report = apply_logged(meta, reader, dachs, **options)
+        if report is not None:
+            log(report.summary())
+        if listener.notifies:
+            continue  # written while that sync ran
+        ready, _, _ = select.select([listener], [], [], wait)
+        if ready:
+            listener.poll()
+            time.sleep(0.05)  # let a burst of writes end, to take them in one sync
