@@ -12,7 +12,13 @@ a DaCHS instance of its own (the table published empty), then in one run:
    no sync running;
 3. 1% of the records changed in the metadata table (a third added, a third
    moved, a third deleted), then ``rucio-rd sync`` timed while cone searches
-   run against the server (their latency meanwhile).
+   run against the server (their latency meanwhile);
+4. change capture: the median time of a one-record metadata write (an UPDATE
+   of ``data``, as Rucio's plugin does) with no trigger, with this plugin's
+   capture trigger, and with a trigger of the prototype's design (upserting
+   ``jsonb_populate_record`` of the JSON into an ObsCore-like table in the
+   same database); and with ``rucio-rd sync --follow`` running, how long a
+   write takes to show up in a cone search.
 
 Nothing here needs Rucio.  All traffic goes to 127.0.0.1.  Run:
 
@@ -107,6 +113,89 @@ def cone_times(url: str, radius: float, count: int, rng: random.Random,
     return times
 
 
+PROTOTYPE_TRIGGER = """
+CREATE TABLE proto_obscore (obs_id text PRIMARY KEY, s_ra double precision,
+    s_dec double precision, s_fov double precision, access_url text, content_type text,
+    content_length bigint, dataproduct_type text);
+CREATE FUNCTION proto_upsert() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO proto_obscore
+    SELECT * FROM jsonb_populate_record(NULL::proto_obscore, NEW.data)
+    ON CONFLICT (obs_id) DO UPDATE SET s_ra = EXCLUDED.s_ra, s_dec = EXCLUDED.s_dec,
+        s_fov = EXCLUDED.s_fov, access_url = EXCLUDED.access_url,
+        content_type = EXCLUDED.content_type, content_length = EXCLUDED.content_length,
+        dataproduct_type = EXCLUDED.dataproduct_type;
+    RETURN NEW;
+EXCEPTION WHEN others THEN
+    RAISE NOTICE 'skipped %', NEW.name;
+    RETURN NEW;
+END $$;
+CREATE TRIGGER proto_upsert AFTER INSERT OR UPDATE ON dids
+    FOR EACH ROW EXECUTE FUNCTION proto_upsert();
+"""
+
+
+def write_ms(count: int, rows: int) -> float:
+    """Median ms of one-record UPDATEs of ``data`` (autocommit, as Rucio's plugin),
+    after as many unmeasured ones."""
+    connection = psycopg2.connect(dbname=META_DB)
+    connection.autocommit = True
+    times = []
+    with connection.cursor() as cursor:
+        for index in range(-count, count):
+            started = time.perf_counter()
+            # As Rucio's plugin writes: by scope and name (its unique index).
+            cursor.execute("UPDATE dids SET data = data || jsonb_build_object('note', %s)"
+                           " WHERE scope = 'bench' AND name = %s",
+                           (index, f"file-{1 + (index * 4999) % (rows // 2)}.fits"))
+            if index >= 0:
+                times.append((time.perf_counter() - started) * 1000)
+    connection.close()
+    return statistics.median(times)
+
+
+def measure_capture(dachs: DachsInstance, url: str, writes: int, rows: int) -> dict:
+    results: dict = {"no trigger": write_ms(writes, rows)}
+    subprocess.run(["/usr/bin/rucio-rd", "sync", "--install-capture"], env=dachs.env(),
+                   check=True, capture_output=True, cwd="/")
+    results["rucio_rd capture trigger"] = write_ms(writes, rows)
+    follower = subprocess.Popen(["/usr/bin/rucio-rd", "sync", "--follow"], env=dachs.env(),
+                                cwd="/", stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        time.sleep(8)  # its first (incremental) sync
+        seen = []
+        # Not "with psycopg2.connect()": that opens a transaction even in autocommit.
+        connection = psycopg2.connect(dbname=META_DB)
+        connection.autocommit = True
+        for index in range(10):
+            ra, dec = 5.0 + index, 70.0
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "INSERT INTO dids (vo, scope, name, data) VALUES ('def', 'live', %s,"
+                    " jsonb_build_object('s_ra', %s, 's_dec', %s, 'access_url', 'x'))",
+                    (f"live-{index}.fits", ra, dec))
+            started = time.monotonic()
+            while time.monotonic() - started < 30:
+                response = requests.get(url, params={"RA": ra, "DEC": dec, "SR": 0.001,
+                                                     "RESPONSEFORMAT": "csv"}, timeout=30)
+                if b"live-" in response.content:
+                    break
+                time.sleep(0.02)
+            seen.append(time.monotonic() - started)
+        connection.close()
+        results["visible"] = seen
+    finally:
+        follower.terminate()
+        follower.wait(30)
+        subprocess.run(["/usr/bin/rucio-rd", "sync", "--remove-capture"], env=dachs.env(),
+                       check=True, capture_output=True, cwd="/")
+    with psycopg2.connect(dbname=META_DB) as connection, connection.cursor() as cursor:
+        cursor.execute(PROTOTYPE_TRIGGER)
+    connection.close()
+    results["prototype's trigger"] = write_ms(writes, rows)
+    return results
+
+
 def timed_sync(dachs: DachsInstance, *args: str) -> tuple[float, str]:
     started = time.monotonic()
     result = subprocess.run(["/usr/bin/rucio-rd", "sync", *args], env=dachs.env(),
@@ -121,6 +210,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--requests", type=int, default=200)
+    parser.add_argument("--writes", type=int, default=200)
     parser.add_argument("--keep", action="store_true")
     args = parser.parse_args(argv)
 
@@ -164,6 +254,7 @@ def main(argv: list[str] | None = None) -> int:
         incremental_seconds, incremental_out = timed_sync(dachs)
         stop.set()
         thread.join()
+        capture = measure_capture(dachs, url, args.writes, args.rows)
         print(f"\nfull import, {args.rows:,} records: {full_seconds:.1f} s ="
               f" {args.rows / full_seconds:,.0f} rows/s\n  {full_out}")
         print(f"incremental sync, {changed:,} records changed (1%):"
@@ -174,6 +265,12 @@ def main(argv: list[str] | None = None) -> int:
                 if times:
                     print(f"{radius:8.1f} {label:>8} {statistics.median(times):10.1f}"
                           f" {percentile(times, 0.95):10.1f} {len(times):5d}")
+        print("\none-record metadata write (UPDATE of data), median ms:")
+        for label in ("no trigger", "rucio_rd capture trigger", "prototype's trigger"):
+            print(f"  {label:28} {capture[label]:6.3f}")
+        seen = capture["visible"]
+        print(f"with rucio-rd sync --follow: a write in a cone search after median"
+              f" {statistics.median(seen):.2f} s, max {max(seen):.2f} s ({len(seen)} writes)")
     finally:
         if not args.keep:
             dachs.drop()
