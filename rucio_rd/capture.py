@@ -34,72 +34,97 @@ def _trigger_name(table: str) -> str:
     return f"rucio_rd_capture_{table.replace('.', '_')}"
 
 
-def install_sql(table: str) -> str:
-    """The statements that install change capture on Rucio's ``table``."""
+def _schema_of(meta: Any, table: str) -> str:
+    """The schema Rucio's ``table`` is in (the log and the function go there too)."""
+    with meta.cursor() as cursor:
+        cursor.execute("SELECT n.nspname FROM pg_class c JOIN pg_namespace n"
+                       " ON n.oid = c.relnamespace WHERE c.oid = %s::regclass", (table,))
+        return cursor.fetchone()[0]
+
+
+def install_sql(table: str, schema: str) -> str:
+    """The statements that install change capture on Rucio's ``table`` (in ``schema``).
+
+    The function runs with its owner's rights and a fixed search path
+    (``SECURITY DEFINER``), so Rucio's own role, whatever it is, can write its
+    records without any right on the log.
+    """
+    log, function = f'"{schema}".{LOG_TABLE}', f'"{schema}".{FUNCTION}'
     return f"""
-CREATE TABLE IF NOT EXISTS {LOG_TABLE} (
+CREATE TABLE IF NOT EXISTS {log} (
     seq bigserial PRIMARY KEY,
     meta_id bigint NOT NULL);
-CREATE OR REPLACE FUNCTION {FUNCTION}() RETURNS trigger LANGUAGE plpgsql AS $$
+CREATE OR REPLACE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql
+    SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     IF TG_OP = 'DELETE' THEN
-        INSERT INTO {LOG_TABLE} (meta_id) VALUES (OLD.id);
+        INSERT INTO {log} (meta_id) VALUES (OLD.id);
     ELSE
-        INSERT INTO {LOG_TABLE} (meta_id) VALUES (NEW.id);
+        INSERT INTO {log} (meta_id) VALUES (NEW.id);
     END IF;
     PERFORM pg_notify('{CHANNEL}', '');
     RETURN NULL;
 END $$;
+REVOKE ALL ON FUNCTION {function}() FROM PUBLIC;
 DROP TRIGGER IF EXISTS {_trigger_name(table)} ON {table};
 CREATE TRIGGER {_trigger_name(table)} AFTER INSERT OR UPDATE OR DELETE ON {table}
-    FOR EACH ROW EXECUTE FUNCTION {FUNCTION}();
+    FOR EACH ROW EXECUTE FUNCTION {function}();
 """
 
 
-def remove_sql(table: str) -> str:
+def remove_sql(table: str, schema: str) -> str:
     """The statements that remove everything :func:`install_sql` installs."""
     return f"""
 DROP TRIGGER IF EXISTS {_trigger_name(table)} ON {table};
-DROP FUNCTION IF EXISTS {FUNCTION}();
-DROP TABLE IF EXISTS {LOG_TABLE};
+DROP FUNCTION IF EXISTS "{schema}".{FUNCTION}();
+DROP TABLE IF EXISTS "{schema}".{LOG_TABLE};
 """
 
 
 def install(meta: Any, table: str) -> None:
+    """Install change capture on Rucio's ``table`` (the connection must own it)."""
     with meta.cursor() as cursor:
-        cursor.execute(install_sql(table))
+        cursor.execute(install_sql(table, _schema_of(meta, table)))
     meta.commit()
 
 
 def remove(meta: Any, table: str) -> None:
+    """Remove change capture from Rucio's ``table`` again."""
     with meta.cursor() as cursor:
-        cursor.execute(remove_sql(table))
+        cursor.execute(remove_sql(table, _schema_of(meta, table)))
     meta.commit()
 
 
-def installed(meta: Any) -> bool:
+def installed(meta: Any, table: str) -> bool:
+    """Whether the trigger is on Rucio's ``table`` (and so its log exists)."""
     with meta.cursor() as cursor:
-        cursor.execute("SELECT to_regclass(%s) IS NOT NULL", (LOG_TABLE,))
-        found = cursor.fetchone()[0]
+        cursor.execute("SELECT count(*) FROM pg_trigger WHERE tgname = %s"
+                       " AND tgrelid = %s::regclass", (_trigger_name(table), table))
+        found = cursor.fetchone()[0] > 0
     meta.rollback()
     return found
 
 
 def apply_logged(meta: Any, reader: Any, dachs: Any, **options: Any) -> SyncReport | None:
-    """Sync the records logged so far; forget their entries once that has committed.
+    """Sync the records logged so far; forget exactly the entries read, once that sync
+    has committed.
 
-    ``meta`` writes (it forgets entries), ``reader`` reads the records (an
-    autocommit connection, as :func:`rucio_rd.sync.sync` wants).
+    Entries are forgotten by their numbers, not "up to the highest": a
+    transaction of Rucio that commits later may hold a lower number, and its
+    entry must stay for the next round.  ``meta`` writes (it forgets entries),
+    ``reader`` reads the records (an autocommit connection, as
+    :func:`rucio_rd.sync.sync` wants).
     """
+    log = f'"{_schema_of(meta, options["table"])}".{LOG_TABLE}'
     with meta.cursor() as cursor:
-        cursor.execute(f"SELECT max(seq), array_agg(DISTINCT meta_id) FROM {LOG_TABLE}")
-        last, ids = cursor.fetchone()
+        cursor.execute(f"SELECT array_agg(seq), array_agg(DISTINCT meta_id) FROM {log}")
+        seqs, ids = cursor.fetchone()
     meta.rollback()
-    if last is None:
+    if not seqs:
         return None
     report = sync(reader, dachs, only=ids, **options)
     with meta.cursor() as cursor:
-        cursor.execute(f"DELETE FROM {LOG_TABLE} WHERE seq <= %s", (last,))
+        cursor.execute(f"DELETE FROM {log} WHERE seq = ANY(%s)", (seqs,))
     meta.commit()
     return report
 

@@ -477,7 +477,8 @@ def check_sync(query: Callable[[str], list[tuple]]) -> list[Outcome]:
         if not query("SELECT to_regclass('rucio.sync_runs') IS NOT NULL")[0][0]:
             return [Outcome(name, WARN, "never run; schedule rucio-rd sync (README:"
                                         " Keep the table current)")]
-        runs = query("SELECT finished, mode, records, added, changed, deleted,"
+        runs = query("SELECT finished AT TIME ZONE 'UTC', mode, records, added, changed,"
+                     " deleted,"
                      " now() - finished > interval '1 hour' * " + str(SYNC_MAX_AGE_HOURS)
                      + " FROM rucio.sync_runs ORDER BY finished DESC LIMIT 1")
         rejects = query("SELECT reason, count(*), min(did) FROM rucio.sync_rejects"

@@ -64,7 +64,8 @@ def main(argv: list[str] | None = None) -> int:
                   if settings.metadata.access_url == "datalink" else None)
     options = {"table": settings.metadata.table, "vo": settings.metadata.vo,
                "server_url": server_url,
-               "examples": settings.metadata.max_bad_records_reported or 5}
+               # 0 names them all, as for the import
+               "examples": settings.metadata.max_bad_records_reported or 2**31 - 1}
     try:
         if args.install_capture or args.remove_capture:
             (capture.install if args.install_capture else capture.remove)(
@@ -99,7 +100,7 @@ def _follow(meta: Any, dsn: str, dachs: Any, options: dict[str, Any]) -> int:
 
     import psycopg2
 
-    if not capture.installed(meta):
+    if not capture.installed(meta, options["table"]):
         print("rucio-rd sync --follow: change capture is not installed in the metadata"
               " database; run rucio-rd sync --install-capture first", file=sys.stderr)
         return 1

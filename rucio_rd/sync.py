@@ -23,7 +23,9 @@ commit of step 4 the published table is untouched, so a sync killed at any
 moment leaves it as it was, and readers (cone search, TAP) are never blocked:
 the changes are row updates, not a table rebuild.
 
-Nothing is installed in Rucio's database; the metadata connection is read-only.
+Nothing is installed in Rucio's database and the metadata connection only reads,
+unless the operator opts in to change capture (:mod:`rucio_rd.capture`).
+Syncs of one DaCHS database take turns (an advisory lock).
 """
 
 from __future__ import annotations
@@ -40,9 +42,11 @@ from rucio_rd.model import NAME_MAX, NAME_PATTERN, SCOPE_MAX, SCOPE_PATTERN
 
 __all__ = [
     "BOOKKEEPING_SQL",
+    "SYNC_LOCK",
     "SYNC_COLUMNS",
     "SyncReport",
     "digests_sql",
+    "printable_report",
     "rows_sql",
     "sync",
 ]
@@ -56,6 +60,9 @@ _NUMBER_TEXT = r"^\s*[-+]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]{1,3})?\s*$"
 _OPTIONAL_TEXT = ("obs_id", "access_format", "content_type", "dataproduct_type",
                   "obs_collection", "target_name", "facility_name", "instrument_name")
 _OPTIONAL_FLOAT = ("s_fov", "t_min", "t_max", "em_min", "em_max")
+
+#: The advisory lock that makes syncs of one DaCHS database take turns.
+SYNC_LOCK = 0x7275_6369_6F72_64  # "rucio rd"
 
 #: The tables the sync keeps in DaCHS's database next to the published one.
 BOOKKEEPING_SQL = """
@@ -87,11 +94,16 @@ def _number(key: str) -> str:
     """SQL for ``data->key`` as a finite double precision, or NULL."""
     value = f"d->{_literal(key)}"
     text = f"d->>{_literal(key)}"
+    # Beyond 1e300 is no coordinate or size (NULL); below 1e-300 is 0, as float() has it
+    # (the cast to double precision would fail on either, and with it the whole sync).
+    def double(number: str) -> str:
+        return (f"CASE WHEN abs({number}) >= 1e300 THEN NULL"
+                f" WHEN abs({number}) < 1e-300 THEN 0::float8 ELSE ({number})::float8 END")
+
     return (f"(CASE jsonb_typeof({value})"
-            f" WHEN 'number' THEN CASE WHEN abs(({text})::numeric) < 1e300"
-            f" THEN ({text})::numeric::float8 END"
+            f" WHEN 'number' THEN {double(f'({text})::numeric')}"
             f" WHEN 'string' THEN CASE WHEN {text} ~ {_literal(_NUMBER_TEXT)}"
-            f" AND abs(btrim({text})::numeric) < 1e300 THEN btrim({text})::numeric::float8 END"
+            f" THEN {double(f'btrim({text})::numeric')} END"
             " END)")
 
 
@@ -219,14 +231,16 @@ def _copy_between(source: Any, query: str, params: dict[str, Any], target: Any,
     """
     import os
 
-    statement = source.cursor().mogrify(query, params).decode()
+    with source.cursor() as cursor:
+        statement = cursor.mogrify(query, params).decode()
     read_end, write_end = os.pipe()
     failure: list[BaseException] = []
 
     def produce() -> None:
         try:
             with os.fdopen(write_end, "wb") as sink, source.cursor() as cursor:
-                cursor.copy_expert(f"COPY ({statement}) TO STDOUT", sink)
+                cursor.copy_expert(f"COPY ({statement}) TO STDOUT WITH (ENCODING 'UTF8')",
+                                   sink)
         except BaseException as exc:  # noqa: BLE001 - handed to the caller
             failure.append(exc)
 
@@ -234,7 +248,7 @@ def _copy_between(source: Any, query: str, params: dict[str, Any], target: Any,
     producer.start()
     try:
         with os.fdopen(read_end, "rb") as pipe, target.cursor() as cursor:
-            cursor.copy_expert(f"COPY {into} FROM STDIN", pipe)
+            cursor.copy_expert(f"COPY {into} FROM STDIN WITH (ENCODING 'UTF8')", pipe)
     finally:
         producer.join()
     if failure:
@@ -265,7 +279,12 @@ def sync(meta: Any, dachs: Any, *, table: str, vo: str = "def", full: bool = Fal
     if not meta.autocommit:
         meta.set_session(readonly=True, autocommit=True)
     with dachs.cursor() as cursor:
-        cursor.execute(BOOKKEEPING_SQL)
+        # One sync at a time (a scheduled one beside a follower): the second waits.
+        cursor.execute("SELECT pg_advisory_xact_lock(%s)", (SYNC_LOCK,))
+        cursor.execute("SELECT to_regclass('rucio.sync_rejects') IS NULL"
+                       " OR to_regclass('rucio.sync_runs') IS NULL")
+        if cursor.fetchone()[0]:
+            cursor.execute(BOOKKEEPING_SQL)
         columns = ", ".join(f"{name} {_TYPES[name]}" for name in SYNC_COLUMNS)
         cursor.execute("CREATE TEMP TABLE sync_keys (meta_id bigint, meta_digest text)"
                        " ON COMMIT DROP;"

@@ -75,6 +75,13 @@ def write(stack: Stack, scope: str, name: str, data) -> None:
             (scope, name, Json(data)))
 
 
+def write_text(stack: Stack, scope: str, name: str, text: str) -> None:
+    """A record whose JSON is given as text (numbers Python's json would round)."""
+    with meta(stack) as connection, connection.cursor() as cursor:
+        cursor.execute("INSERT INTO dids (vo, scope, name, data)"
+                       " VALUES ('def', %s, %s, %s::jsonb)", (scope, name, text))
+
+
 def delete(stack: Stack, scope: str, name: str) -> None:
     with meta(stack) as connection, connection.cursor() as cursor:
         cursor.execute("DELETE FROM dids WHERE scope = %s AND name = %s", (scope, name))
@@ -131,7 +138,15 @@ def test_bad_records_are_skipped_counted_and_listed(stack: Stack, clean) -> None
     write(stack, "synctest", "huge.fits", GOOD | {"s_ra": 1e200})
     write(stack, "synctest", "damaged\nname.fits", GOOD)  # the notebook's second row
     write(stack, "synctest", "array.fits", [1, 2])
+    # Numbers a double cannot hold: too small is 0 (as Python has it), too large unusable;
+    # neither may stop the sync of the others.
+    write_text(stack, "synctest", "tiny.fits", '{"s_ra": 10.5, "s_dec": 1e-330,'
+               ' "s_fov": "1e-330", "access_url": "https://example.org/t"}')
+    write_text(stack, "synctest", "vast.fits", '{"s_ra": 10.5, "s_dec": 1e400,'
+               ' "access_url": "https://example.org/v"}')
     out = synced(stack)
+    assert published(stack, "synctest:tiny.fits")[:2] == (10.5, 0.0)
+    assert published(stack, "synctest:vast.fits") is None
     assert published(stack, "synctest:good.fits") is not None
     assert published(stack, "synctest:string-ra.fits")[0] == 10.5
     for reason, did in [("s_ra is not a number", "synctest:text-ra.fits"),
