@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from rucio_rd import capture
-from rucio_rd.sync import printable_report, sync
+from rucio_rd.sync import SyncRefused, printable_report, sync
 
 __all__ = ["main"]
 
@@ -78,12 +78,12 @@ def main(argv: list[str] | None = None) -> int:
             if args.follow:
                 return _follow(meta, settings.metadata.dsn, dachs, options)
             report = sync(meta, dachs, full=args.full, **options)
-        except psycopg2.Error:
+        except (psycopg2.Error, SyncRefused):
             dachs.rollback()
             raise
         finally:
             dachs.close()
-    except psycopg2.Error as exc:
+    except (psycopg2.Error, SyncRefused) as exc:
         print(f"rucio-rd sync: failed ({' '.join(str(exc).split())});"
               " the published table is unchanged", file=sys.stderr)
         return 1

@@ -44,6 +44,7 @@ __all__ = [
     "BOOKKEEPING_SQL",
     "SYNC_LOCK",
     "SYNC_COLUMNS",
+    "SyncRefused",
     "SyncReport",
     "digests_sql",
     "printable_report",
@@ -192,6 +193,10 @@ FROM (
     OFFSET 0) AS extracted"""
 
 
+class SyncRefused(RuntimeError):
+    """The sync would empty most of the published table; the message says why not."""
+
+
 @dataclass
 class SyncReport:
     """What one sync did."""
@@ -305,6 +310,8 @@ def sync(meta: Any, dachs: Any, *, table: str, vo: str = "def", full: bool = Fal
             lap = report.lap("digests", lap)
             cursor.execute("SELECT count(*) FROM sync_keys")
             report.records = cursor.fetchone()[0]
+            if only is None:
+                _refuse_mass_deletion(cursor, published, report.records, vo)
             # What to fetch: new or changed records, not those rejected as they are now.
             cursor.execute(f"""
                 SELECT k.meta_id FROM sync_keys k
@@ -337,6 +344,19 @@ def sync(meta: Any, dachs: Any, *, table: str, vo: str = "def", full: bool = Fal
     dachs.commit()
     report.lap("commit", lap)
     return report
+
+
+def _refuse_mass_deletion(cursor: Any, published: str, records: int, vo: str) -> None:
+    """An incremental sync never takes away more than half of the published rows:
+    that is a wrong VO or table, or a metadata table emptied by accident, more
+    likely than real deletions (``--full`` does it if it is meant)."""
+    cursor.execute(f"SELECT count(*) FROM {published}")
+    rows = cursor.fetchone()[0]
+    if rows >= 10 and records < rows // 2:
+        raise SyncRefused(
+            f"the metadata table has {records} records of VO {vo!r} but {rows} rows are"
+            " published: an incremental sync would delete more than half of them. Check"
+            " [metadata] table and vo; if the records are really gone, run with --full")
 
 
 _TYPES = {name: "text" for name in SYNC_COLUMNS}
@@ -384,11 +404,17 @@ def _apply(cursor: Any, published: str, report: SyncReport, full: bool,
     values = _values(access_url)
     updates = ", ".join(f"{name} = {values[name]}" for name in SYNC_COLUMNS
                         if name != "meta_id")
+    # A row changes when its record did, or (--full: after a change of the rules or
+    # of the server's URL) when what it would now be differs from what it is.
+    changed = "m.meta_digest IS DISTINCT FROM s.meta_digest"
+    if full:
+        published_now = ", ".join(f"m.{name}" for name in SYNC_COLUMNS)
+        wanted_now = ", ".join(values[name] for name in SYNC_COLUMNS)
+        changed = f"ROW({published_now}) IS DISTINCT FROM ROW({wanted_now})"
     cursor.execute(f"""
         UPDATE {published} m SET {updates}
         FROM sync_rows s
-        WHERE s.bad_reason IS NULL AND s.meta_id = m.meta_id
-          AND ({"true" if full else "false"} OR m.meta_digest IS DISTINCT FROM s.meta_digest)""")
+        WHERE s.bad_reason IS NULL AND s.meta_id = m.meta_id AND {changed}""")
     report.changed = cursor.rowcount
     # A DID published under another record id (deleted and registered again) is
     # replaced by the new record.
