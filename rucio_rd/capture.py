@@ -23,7 +23,8 @@ from typing import Any
 
 from rucio_rd.sync import SyncReport, sync
 
-__all__ = ["CHANNEL", "follow", "install", "install_sql", "remove", "remove_sql"]
+__all__ = ["CHANNEL", "apply_logged", "follow", "install", "install_sql", "installed",
+           "log_table", "remove", "remove_sql"]
 
 CHANNEL = "rucio_rd_changes"
 LOG_TABLE = "rucio_rd_changes"
@@ -105,17 +106,22 @@ def installed(meta: Any, table: str) -> bool:
     return found
 
 
-def apply_logged(meta: Any, reader: Any, dachs: Any, **options: Any) -> SyncReport | None:
+def log_table(meta: Any, table: str) -> str:
+    """The qualified name of the change log that capture keeps beside Rucio's ``table``."""
+    return f'"{_schema_of(meta, table)}".{LOG_TABLE}'
+
+
+def apply_logged(meta: Any, reader: Any, dachs: Any, log: str, **options: Any
+                 ) -> SyncReport | None:
     """Sync the records logged so far; forget exactly the entries read, once that sync
     has committed.
 
     Entries are forgotten by their numbers, not "up to the highest": a
     transaction of Rucio that commits later may hold a lower number, and its
-    entry must stay for the next round.  ``meta`` writes (it forgets entries),
-    ``reader`` reads the records (an autocommit connection, as
-    :func:`rucio_rd.sync.sync` wants).
+    entry must stay for the next round.  ``log`` is :func:`log_table`'s name;
+    ``meta`` writes (it forgets entries), ``reader`` reads the records (an
+    autocommit connection, as :func:`rucio_rd.sync.sync` wants).
     """
-    log = f'"{_schema_of(meta, options["table"])}".{LOG_TABLE}'
     with meta.cursor() as cursor:
         cursor.execute(f"SELECT array_agg(seq), array_agg(DISTINCT meta_id) FROM {log}")
         seqs, ids = cursor.fetchone()
@@ -137,9 +143,11 @@ def follow(meta: Any, reader: Any, dachs: Any, *, log: Callable[[str], None],
     listener = reader  # an autocommit connection
     with listener.cursor() as cursor:
         cursor.execute(f"LISTEN {CHANNEL}")
+    changes = log_table(meta, options["table"])
+    meta.rollback()
     while not stop():
         listener.notifies.clear()  # what was notified so far is applied now
-        report = apply_logged(meta, reader, dachs, **options)
+        report = apply_logged(meta, reader, dachs, changes, **options)
         if report is not None:
             log(report.summary())
         if listener.notifies:

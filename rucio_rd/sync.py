@@ -31,6 +31,7 @@ Syncs of one DaCHS database take turns (an advisory lock).
 from __future__ import annotations
 
 import io
+import os
 import threading
 import time
 from collections.abc import Sequence
@@ -234,8 +235,6 @@ def _copy_between(source: Any, query: str, params: dict[str, Any], target: Any,
     the source sends, the caller reads it into the target), so memory stays
     flat whatever the size.
     """
-    import os
-
     with source.cursor() as cursor:
         statement = cursor.mogrify(query, params).decode()
     read_end, write_end = os.pipe()
@@ -522,14 +521,4 @@ def printable_report(report: SyncReport) -> str:
         shown = ", ".join(repr(did) for did in report.examples.get(reason, ()))
         print(f"  unusable: {count} x {reason}: e.g. {shown}", file=out)
     return out.getvalue().rstrip("\n")
-
-
-def last_runs(cursor: Any, limit: int = 1) -> Sequence[tuple]:
-    """The latest entries of ``rucio.sync_runs`` (newest first); empty if none."""
-    cursor.execute("SELECT to_regclass('rucio.sync_runs')")
-    if cursor.fetchone()[0] is None:
-        return []
-    cursor.execute("SELECT finished, mode, records, added, changed, deleted, rejected, seconds"
-                   " FROM rucio.sync_runs ORDER BY finished DESC LIMIT %s", (limit,))
-    return cursor.fetchall()
 
