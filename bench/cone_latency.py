@@ -28,6 +28,7 @@ from pathlib import Path
 import psycopg2
 import requests
 from astropy.io import votable
+from benchlib import percentile
 
 from rucio_rd.stack.dachs_instance import DachsInstance
 
@@ -62,10 +63,6 @@ def make_metadata_table(rows: int) -> None:
         )
     connection.close()
 
-
-def percentile(samples: list[float], fraction: float) -> float:
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, int(round(fraction * (len(ordered) - 1))))]
 
 
 def cone_samples(url: str, radius: float, count: int, rng: random.Random, keep_alive: bool):

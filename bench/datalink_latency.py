@@ -35,16 +35,13 @@ import urllib.parse
 from pathlib import Path
 
 import requests
+from benchlib import percentile
 
 from rucio_rd.stack.demo import Layout, Stack
 from rucio_rd.stack.seed import DEMO_FILES, all_files
 
 RAL = "130.246.210.120"
 
-
-def percentile(samples: list[float], fraction: float) -> float:
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, int(round(fraction * (len(ordered) - 1))))]
 
 
 def timed(call, count: int, warmup: int = 10) -> list[float]:

@@ -35,6 +35,7 @@ from collections import defaultdict
 from pathlib import Path
 
 import requests
+from benchlib import percentile
 
 from rucio_rd.stack.demo import Layout, Stack
 from rucio_rd.stack.seed import DEMO_FILES, all_files
@@ -42,10 +43,6 @@ from rucio_rd.stack.seed import DEMO_FILES, all_files
 RAL = "130.246.210.120"
 SERVICES = ("cone", "tap", "datalink popular", "datalink random")
 
-
-def percentile(samples: list[float], fraction: float) -> float:
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, int(round(fraction * (len(ordered) - 1))))]
 
 
 def rss_mib(pid: int) -> float:

@@ -40,6 +40,7 @@ from pathlib import Path
 
 import psycopg2
 import requests
+from benchlib import percentile
 
 from rucio_rd.stack.dachs_instance import DachsInstance
 
@@ -91,10 +92,6 @@ def change_one_percent(rows: int) -> int:
     connection.close()
     return 3 * third
 
-
-def percentile(samples: list[float], fraction: float) -> float:
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, int(round(fraction * (len(ordered) - 1))))]
 
 
 def cone_times(url: str, radius: float, count: int, rng: random.Random,
