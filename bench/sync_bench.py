@@ -18,7 +18,10 @@ a DaCHS instance of its own (the table published empty), then in one run:
    capture trigger, and with a trigger of the prototype's design (upserting
    ``jsonb_populate_record`` of the JSON into an ObsCore-like table in the
    same database); and with ``rucio-rd sync --follow`` running, how long a
-   write takes to show up in a cone search.
+   write takes to show up in a cone search;
+5. the prototype's design for discovery: cone queries (SQL, as DaCHS's pgSphere
+   cone search asks) against a view reading ``s_ra``/``s_dec`` from the JSON
+   column, with no index.
 
 Nothing here needs Rucio.  All traffic goes to 127.0.0.1.  Run:
 
@@ -107,6 +110,37 @@ def cone_times(url: str, radius: float, count: int, rng: random.Random,
         response = requests.get(url, params={"RA": ra, "DEC": dec, "SR": radius}, timeout=120)
         response.raise_for_status()
         times.append((time.perf_counter() - started) * 1000)
+    return times
+
+
+PROTOTYPE_VIEW = """
+CREATE EXTENSION IF NOT EXISTS pg_sphere;
+CREATE VIEW proto_positions AS
+SELECT scope, name, (data->>'s_ra')::float8 AS s_ra, (data->>'s_dec')::float8 AS s_dec,
+       data->>'access_url' AS access_url
+FROM dids WHERE data ? 's_ra' AND data ? 's_dec';
+"""
+
+
+def prototype_view_times(radius: float, count: int, rng: random.Random) -> list[float]:
+    """ms per cone query against a view reading the position from the JSON column,
+    with no index (the prototype's design), in SQL as DaCHS's pgSphere SCS asks."""
+    connection = psycopg2.connect(dbname=META_DB)
+    connection.autocommit = True
+    times = []
+    with connection.cursor() as cursor:
+        for _ in range(count):
+            field = rng.randrange(FIELDS)
+            ra = 360.0 * field / FIELDS
+            dec = math.degrees(math.asin(2 * ((field * 7919) % FIELDS) / FIELDS - 1))
+            started = time.perf_counter()
+            cursor.execute(
+                "SELECT scope, name, s_ra, s_dec, access_url FROM proto_positions"
+                " WHERE spoint(radians(s_ra), radians(s_dec))"
+                " @ scircle(spoint(radians(%s), radians(%s)), radians(%s))", (ra, dec, radius))
+            cursor.fetchall()
+            times.append((time.perf_counter() - started) * 1000)
+    connection.close()
     return times
 
 
@@ -208,6 +242,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--requests", type=int, default=200)
     parser.add_argument("--writes", type=int, default=200)
+    parser.add_argument("--view-requests", type=int, default=10,
+                        help="cone queries per radius against the prototype's view")
     parser.add_argument("--keep", action="store_true")
     args = parser.parse_args(argv)
 
@@ -252,6 +288,11 @@ def main(argv: list[str] | None = None) -> int:
         stop.set()
         thread.join()
         capture = measure_capture(dachs, url, args.writes, args.rows)
+        with psycopg2.connect(dbname=META_DB) as connection, connection.cursor() as cursor:
+            cursor.execute(PROTOTYPE_VIEW)
+        connection.close()
+        view = {radius: prototype_view_times(radius, args.view_requests, rng)
+                for radius in (0.1, 1.0)}
         print(f"\nfull import, {args.rows:,} records: {full_seconds:.1f} s ="
               f" {args.rows / full_seconds:,.0f} rows/s\n  {full_out}")
         print(f"incremental sync, {changed:,} records changed (1%):"
@@ -262,6 +303,11 @@ def main(argv: list[str] | None = None) -> int:
                 if times:
                     print(f"{radius:8.1f} {label:>8} {statistics.median(times):10.1f}"
                           f" {percentile(times, 0.95):10.1f} {len(times):5d}")
+        for radius in (0.1, 1.0):
+            times = view[radius]
+            print(f"{radius:8.1f} {'proto':>8} {statistics.median(times):10.1f}"
+                  f" {percentile(times, 0.95):10.1f} {len(times):5d}"
+                  "  (the prototype's design: a view over the JSON, no index; SQL, no HTTP)")
         print("\none-record metadata write (UPDATE of data), median ms:")
         for label in ("no trigger", "rucio_rd capture trigger", "prototype's trigger"):
             print(f"  {label:28} {capture[label]:6.3f}")

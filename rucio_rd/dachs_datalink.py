@@ -23,11 +23,13 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import psycopg2
 from gavo import base, rsc, svcs, utils
+from gavo.base import meta
 from gavo.formats import votablewrite
 from gavo.protocols import datalink
 from gavo.votable import V
@@ -231,6 +233,35 @@ def install_availability(service: Any, table_name: Callable[[], str]) -> None:
     service._meta_availability_note = lambda: availability.current()[1]
 
 
+def install_data_updated(services: Sequence[Any]) -> None:
+    """Make the services' "Data updated" (DaCHS's ``_dataUpdated`` meta: the service
+    pages' sidebar, the registry record) the end of the last ``rucio-rd sync``.
+
+    Read from ``rucio.sync_runs`` at most every 5 s; before the first sync,
+    DaCHS's own value (the last ``dachs imp``) stands.
+    """
+    cached: list[Any] = [0.0, None]
+
+    def last_sync() -> Any:
+        if time.monotonic() - cached[0] > 5:
+            cached[0] = time.monotonic()
+            try:
+                with base.getTableConn() as connection:
+                    if list(connection.query("SELECT to_regclass('rucio.sync_runs')"))[0][0]:
+                        cached[1] = list(connection.query(
+                            "SELECT max(finished) AT TIME ZONE 'UTC' FROM rucio.sync_runs"))[0][0]
+            except psycopg2.Error as exc:
+                log.warning("the last sync's time cannot be read: %s",
+                            " ".join(str(exc).split()))
+        if cached[1] is None:
+            return None
+        # A typed value, as DaCHS's own (the registry record formats it).
+        return meta.META_CLASSES_FOR_KEYS["_dataUpdated"](cached[1])
+
+    for service in services:
+        service._meta__dataUpdated = last_sync
+
+
 def _table_metadata(table_name: str, dids: Sequence[str]) -> dict[str, links.FileMetadata]:
     """obs_id, content type and length for the DIDs from the published table.
 
@@ -294,6 +325,7 @@ class RucioDatalinkCore(datalink.DatalinkCore):
         if isinstance(self.parent, svcs.Service):
             # The contract RD may be the one being loaded: name the table lazily.
             install_availability(self.parent, self._main_table)
+            install_data_updated(self.rd.services)
 
     def adaptForRenderer(self, renderer: Any, queryMeta: Any) -> Any:
         if renderer.name != "dlmeta":

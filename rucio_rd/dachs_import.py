@@ -1,41 +1,46 @@
-"""The import side of the resource descriptor: rows for ``rucio/rucio#import``.
+"""The import side of the resource descriptor: ``dachs imp rucio/rucio`` is a sync.
 
-The RD's embedded grammar calls :func:`iterate_rows`; everything it does is in
-:mod:`rucio_rd.metadata` and :mod:`rucio_rd.config`, so this module only
-joins them to DaCHS (finding the configuration under DaCHS's rootDir and
-reporting skipped records through DaCHS's user interface).  It must not hold
-any logic worth testing on its own.
+The RD's ``import`` data element has no grammar: DaCHS creates the empty
+table, its ``preIndex`` script calls :func:`load`, which runs the set-based
+sync of :mod:`rucio_rd.sync` (a bulk load, the same as ``rucio-rd sync`` into
+an empty table) inside DaCHS's import transaction, and DaCHS then builds the
+indexes and commits.  This module only joins the configuration under DaCHS's
+rootDir, DaCHS's ``[web] serverURL`` and its user interface to the sync; it
+must not hold any logic worth testing on its own.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
-from rucio_rd import metadata
 from rucio_rd.dachs_config import load_dachs_settings
 
-__all__ = ["iterate_rows"]
+__all__ = ["load"]
 
 
-def iterate_rows() -> Iterator[dict[str, Any]]:
-    """Yield the table rows from Rucio's metadata table, then report what was skipped."""
+def load(table: Any) -> None:
+    """Fill the DaCHS table ``table`` (just created, empty) from Rucio's metadata."""
+    import os
+
+    import psycopg2
     from gavo import base
 
+    from rucio_rd.sync import printable_report, sync
+
     settings = load_dachs_settings()
-    report = metadata.ImportReport(max_listed=settings.metadata.max_bad_records_reported)
-    records = metadata.read_metadata_table(
-        settings.metadata.dsn, settings.metadata.table, settings.metadata.vo
-    )
-    access_url_for = None
-    if settings.metadata.access_url == "datalink":
-        server_url = base.getConfig("web", "serverURL")
-        access_url_for = lambda did: metadata.datalink_access_url(server_url, did)  # noqa: E731
-    yield from metadata.rows_from_records(records, report, access_url_for)
-    for bad in report.bad_records:
-        base.ui.notifyWarning(f"rucio_rd: skipped {bad.did}: {bad.reason}")
-    if report.skipped > len(report.bad_records):
-        base.ui.notifyWarning(
-            f"rucio_rd: {report.skipped - len(report.bad_records)} more skipped records not listed"
-        )
-    base.ui.notifyInfo(f"rucio_rd: {report.summary()}")
+    server_url = (base.getConfig("web", "serverURL")
+                  if settings.metadata.access_url == "datalink" else None)
+    connections = []
+    try:
+        for _ in range(max(1, min(4, os.cpu_count() or 1))):
+            connections.append(psycopg2.connect(settings.metadata.dsn, connect_timeout=10))
+        report = sync(connections[0], table.connection, table=settings.metadata.table,
+                      vo=settings.metadata.vo, full=True, published=table.tableDef.getQName(),
+                      server_url=server_url, more_meta=connections[1:], commit=False,
+                      examples=settings.metadata.max_bad_records_reported or 2**31 - 1)
+    finally:
+        for connection in connections:
+            connection.close()
+    for line in printable_report(report).splitlines():
+        (base.ui.notifyWarning if line.startswith("  unusable") else base.ui.notifyInfo)(
+            f"rucio_rd: {line.strip()}")

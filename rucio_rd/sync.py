@@ -92,61 +92,64 @@ def _literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-def _number(key: str) -> str:
-    """SQL for ``data->key`` as a finite double precision, or NULL."""
-    value = f"d->{_literal(key)}"
-    text = f"d->>{_literal(key)}"
-    # Beyond 1e300 is no coordinate or size (NULL); below 1e-300 is 0, as float() has it
-    # (the cast to double precision would fail on either, and with it the whole sync).
-    def double(number: str) -> str:
-        return (f"CASE WHEN abs({number}) >= 1e300 THEN NULL"
-                f" WHEN abs({number}) < 1e-300 THEN 0::float8 ELSE ({number})::float8 END")
+def _double(number: str) -> str:
+    """SQL for the numeric ``number`` as double precision: beyond 1e300 is no coordinate
+    or size (NULL), below 1e-300 is 0, as float() has it (the cast would fail on
+    either, and with it the whole sync)."""
+    return (f"CASE WHEN {number} BETWEEN -1e300 AND 1e300 THEN CASE WHEN {number}"
+            f" BETWEEN -1e-300 AND 1e-300 THEN 0::float8 ELSE {number}::float8 END END")
 
-    return (f"(CASE jsonb_typeof({value})"
-            f" WHEN 'number' THEN {double(f'({text})::numeric')}"
-            f" WHEN 'string' THEN CASE WHEN {text} ~ {_literal(_NUMBER_TEXT)}"
-            f" THEN {double(f'btrim({text})::numeric')} END"
-            " END)")
+
+def _numeric(key: str) -> str:
+    """SQL for the JSON value ``j_<key>`` (jsonb, taken out of the record once) as
+    numeric: a JSON number as it is, a string when it spells a number, else NULL."""
+    value = f"j_{key}"
+    return (f"CASE jsonb_typeof({value}) WHEN 'number' THEN {value}::numeric"
+            f" WHEN 'string' THEN CASE WHEN {value} #>> '{{}}' ~ {_literal(_NUMBER_TEXT)}"
+            f" THEN btrim({value} #>> '{{}}')::numeric END END")
 
 
 def _text(key: str) -> str:
-    """SQL for ``data->key`` as trimmed text of at most 4096 characters, or NULL."""
-    value = f"d->{_literal(key)}"
-    text = f"d->>{_literal(key)}"
-    return (f"(CASE jsonb_typeof({value})"
-            f" WHEN 'string' THEN NULLIF(left(btrim({text}, E' \\t\\n\\r\\f\\v'),"
-            f" {_MAX_TEXT}), '')"
-            f" WHEN 'number' THEN {text} END)")
+    """SQL for the text ``t_<key>`` (``d->>key``) as trimmed text of at most 4096
+    characters, or NULL: a JSON string or number; not true, false, an object or
+    an array (whose text is looked at twice only when it could be one of them)."""
+    text = f"t_{key}"
+    return (f"CASE WHEN {text} IS NULL OR (({text} IN ('true', 'false')"
+            f" OR left({text}, 1) IN ('{{', '['))"
+            f" AND jsonb_typeof(d->{_literal(key)}) <> 'string') THEN NULL"
+            f" ELSE NULLIF(left(btrim({text}, E' \\t\\n\\r\\f\\v'), {_MAX_TEXT}), '') END")
 
 
 def digests_sql(table: str, only_ids: bool = False) -> str:
     """The metadata side of step 1: ``meta_id, meta_digest`` of every record of the VO
     (``%(vo)s``), or of those among ``%(ids)s``."""
     where = " AND id IN (SELECT unnest(%(ids)s::bigint[]))" if only_ids else ""
-    return f"SELECT id, md5(data::text) FROM {table} WHERE vo = %(vo)s{where}"
+    return f"SELECT id, {_DIGEST} FROM {table} WHERE vo = %(vo)s{where}"
 
 
-def rows_sql(table: str, only_ids: bool) -> str:
+# The digest of a record: PostgreSQL's 64-bit hash of the JSON value (the one hash
+# partitioning uses), computed without writing the JSON out as text.
+_DIGEST = "jsonb_hash_extended(data, 0)::text"
+_NUMBERS = ("s_ra", "s_dec", "content_length", "calib_level", *_OPTIONAL_FLOAT)
+_TEXTS = ("access_url", *_OPTIONAL_TEXT)
+
+
+def rows_sql(table: str, only_ids: bool, parted: bool = False) -> str:
     """The metadata side of step 3: one line per record, ``bad_reason`` first (NULL
     for a good record), then :data:`SYNC_COLUMNS`.
 
-    Parameters are ``%(vo)s`` and, with ``only_ids``, ``%(ids)s`` (a bigint
-    array).  The rules are those of :func:`rucio_rd.metadata.row_from_record`;
+    Parameters are ``%(vo)s``, with ``only_ids`` ``%(ids)s`` (a bigint
+    array), and with ``parted`` ``%(parts)s`` and ``%(part)s``: only the records
+    whose id is ``part`` modulo ``parts`` (one of several parallel streams).
+    The rules are those of :func:`rucio_rd.metadata.row_from_record`;
     ``access_url`` is the metadata's (the caller may replace it).  Each value is
-    taken out of the JSON once (the inner query, kept apart by ``OFFSET 0``) and
-    then judged and formatted.
+    looked up in the JSON once, turned into a number once (each step a query
+    of its own, kept apart by ``OFFSET 0``), then judged and formatted.
     """
-    values = {
-        "ra": _number("s_ra"),
-        "dec": _number("s_dec"),
-        "url": _text("access_url"),
-        "url_length": "CASE WHEN jsonb_typeof(d->'access_url') = 'string'"
-                      " THEN length(btrim(d->>'access_url')) END",
-        "length": _number("content_length"),
-        "level": _number("calib_level"),
-        **{f"v_{key}": _text(key) for key in _OPTIONAL_TEXT},
-        **{f"v_{key}": _number(key) for key in _OPTIONAL_FLOAT},
-    }
+    looked_up = ", ".join([*(f"d->{_literal(key)} AS j_{key}" for key in _NUMBERS),
+                           *(f"d->>{_literal(key)} AS t_{key}" for key in _TEXTS)])
+    converted = ", ".join([*(f"{_numeric(key)} AS n_{key}" for key in _NUMBERS),
+                           *(f"{_text(key)} AS v_{key}" for key in _TEXTS)])
     reason = f"""CASE
         WHEN NOT is_object THEN 'metadata is not a JSON object'
         WHEN scope !~ {_literal(SCOPE_PATTERN)} OR name !~ {_literal(NAME_PATTERN)}
@@ -159,39 +162,82 @@ def rows_sql(table: str, only_ids: bool) -> str:
         WHEN NOT (ra >= 0 AND ra < 360) THEN 's_ra is outside [0, 360)'
         WHEN NOT (dec BETWEEN -90 AND 90) THEN 's_dec is outside [-90, 90]'
         WHEN url_length > {_MAX_TEXT} THEN 'access_url is longer than {_MAX_TEXT} characters'
-        WHEN url IS NULL THEN 'no access_url'
+        WHEN v_access_url IS NULL THEN 'no access_url'
     END"""
-    byte_count = "length >= 0 AND length = trunc(length) AND length < 9.2e18"
+    byte_count = ("n_content_length >= 0 AND n_content_length = trunc(n_content_length)"
+                  " AND n_content_length < 9.2e18")
     columns = {
         "did": "scope || ':' || name",
         "scope": "scope",
         "name": "name",
         "s_ra": "ra",
         "s_dec": "dec",
-        "access_url": "url",
-        "content_length": f"CASE WHEN {byte_count} THEN length::bigint END",
-        "access_estsize": f"CASE WHEN {byte_count} THEN ceil(length / 1024)::bigint END",
-        "calib_level": "CASE WHEN level IN (0, 1, 2, 3, 4) THEN level::smallint END",
+        "access_url": "v_access_url",
+        "content_length": f"CASE WHEN {byte_count} THEN n_content_length::bigint END",
+        "access_estsize": f"CASE WHEN {byte_count} THEN ceil(n_content_length / 1024)::bigint END",
+        "calib_level": "CASE WHEN n_calib_level IN (0, 1, 2, 3, 4)"
+                       " THEN n_calib_level::smallint END",
         "meta_id": "id",
         "meta_digest": "digest",
-        **{key: f"v_{key}" for key in (*_OPTIONAL_TEXT, *_OPTIONAL_FLOAT)},
+        **{key: f"v_{key}" for key in _OPTIONAL_TEXT},
+        **{key: _double(f"n_{key}") for key in _OPTIONAL_FLOAT},
     }
-    select = ",\n        ".join([reason, *(columns[name] for name in SYNC_COLUMNS)])
-    extracted = ",\n            ".join(f"{sql} AS {name}" for name, sql in values.items())
+    select = ",\n        ".join([f"{reason} AS bad_reason",
+                                   *(f"{columns[name]} AS {name}" for name in SYNC_COLUMNS)])
     # A semi-join with the ids (hashed), not "= ANY", which compares every record with
     # every id; Rucio's table has no index on id.
     where = "vo = %(vo)s" + (" AND id IN (SELECT unnest(%(ids)s::bigint[]))"
                              if only_ids else "")
+    if parted:
+        where += " AND id %% %(parts)s = %(part)s"
     return f"""SELECT {select}
 FROM (
-    SELECT id, scope, name, digest, is_object,
-           is_object AND d ? 's_ra' AND d ? 's_dec' AS has_position,
-            {extracted}
-    FROM (SELECT id, scope::text AS scope, name::text AS name, md5(data::text) AS digest,
-                 jsonb_typeof(data) = 'object' AS is_object,
-                 CASE WHEN jsonb_typeof(data) = 'object' THEN data END AS d
-          FROM {table} WHERE {where} OFFSET 0) AS records
-    OFFSET 0) AS extracted"""
+    SELECT *, {_double("n_s_ra")} AS ra, {_double("n_s_dec")} AS dec
+    FROM (
+        SELECT id, scope, name, digest, is_object, j_s_ra IS NOT NULL AND j_s_dec IS NOT NULL
+               AS has_position, length(btrim(t_access_url)) AS url_length, {converted}
+        FROM (
+            SELECT id, scope, name, digest, is_object, d, {looked_up}
+            FROM (SELECT id, scope::text AS scope, name::text AS name, {_DIGEST} AS digest,
+                         jsonb_typeof(data) = 'object' AS is_object,
+                         CASE WHEN jsonb_typeof(data) = 'object' THEN data END AS d
+                  FROM {table} WHERE {where} OFFSET 0) AS records
+            OFFSET 0) AS looked_up
+        OFFSET 0) AS converted
+    OFFSET 0) AS judged"""
+
+
+#: How a row of the published table that is really an unusable record is marked
+#: while the bulk load runs (:func:`load_sql`); no reader ever sees one.
+UNUSABLE = "unusable:"
+
+
+def load_sql(table: str, parted: bool) -> str:
+    """The metadata side of a bulk load into the empty published table: every record
+    of :func:`rows_sql` as a row of :data:`SYNC_COLUMNS`.
+
+    An unusable record comes as a row too, so that one COPY takes them all:
+    its ``meta_digest`` starts with :data:`UNUSABLE`, its ``access_url`` is the
+    reason and its position 0.  ``%(prefix)s`` (text, or NULL to keep the
+    metadata's access_url) starts each row's DataLink URL.
+    """
+    values = {name: name for name in SYNC_COLUMNS}
+    values.update(
+        s_ra="COALESCE(s_ra, 0)", s_dec="COALESCE(s_dec, 0)",
+        access_url=f"CASE WHEN bad_reason IS NOT NULL THEN bad_reason"
+                   f" WHEN %(prefix)s::text IS NULL THEN access_url"
+                   f" ELSE %(prefix)s || {_encoded_did('did').replace('%', '%%')} END",
+        meta_digest=f"CASE WHEN bad_reason IS NULL THEN meta_digest"
+                    f" ELSE {_literal(UNUSABLE)} || meta_digest END")
+    select = ", ".join(values[name] for name in SYNC_COLUMNS)
+    return f"SELECT {select} FROM ({rows_sql(table, False, parted)}) AS judged_rows"
+
+
+
+def _encoded_did(did: str) -> str:
+    """SQL for the DID as the DataLink URL carries it (metadata.datalink_access_url):
+    '/' and '+' percent-encoded, the colon kept."""
+    return f"replace(replace({did}, '/', '%2F'), '+', '%2B')"
 
 
 class SyncRefused(RuntimeError):
@@ -227,41 +273,92 @@ class SyncReport:
                 f" {sum(self.reasons.values())} unusable; {self.seconds:.1f} s ({stages})")
 
 
-def _copy_between(source: Any, query: str, params: dict[str, Any], target: Any,
-                  into: str) -> None:
-    """Stream ``query``'s rows from the ``source`` connection into the ``target`` table.
+class _Lines:
+    """A file to COPY FROM that reads several pipes at once and hands out whole lines.
 
-    COPY out and COPY in run at once, joined by a pipe (a thread writes what
-    the source sends, the caller reads it into the target), so memory stays
-    flat whatever the size.
+    Each pipe carries the COPY text of one producer; lines are never split
+    between reads, so the streams interleave line by line, in chunks.
     """
-    with source.cursor() as cursor:
-        statement = cursor.mogrify(query, params).decode()
-    read_end, write_end = os.pipe()
-    failure: list[BaseException] = []
 
-    def produce() -> None:
+    def __init__(self, descriptors: Sequence[int]) -> None:
+        self._open = {descriptor: b"" for descriptor in descriptors}
+
+    def read(self, size: int = -1) -> bytes:
+        import select
+
+        while self._open:
+            ready, _, _ = select.select(list(self._open), [], [])
+            for descriptor in ready:
+                chunk = os.read(descriptor, 1 << 17)
+                rest = self._open[descriptor] + chunk
+                if not chunk:  # this producer is done (a cut last line: it failed, and says so)
+                    del self._open[descriptor]
+                    os.close(descriptor)
+                    continue
+                cut = rest.rfind(b"\n") + 1
+                self._open[descriptor] = rest[cut:]
+                if cut:
+                    return rest[:cut]
+        return b""
+
+    def close(self) -> None:
+        for descriptor in self._open:
+            os.close(descriptor)
+        self._open.clear()
+
+
+def _copy_between(sources: Sequence[tuple[Any, str]], target: Any, into: str,
+                  options: str = "") -> int:
+    """Stream the rows of each ``(connection, statement)`` of ``sources`` into the
+    ``target`` table; return how many.
+
+    Each source's COPY out runs in a thread of its own writing into a pipe;
+    the caller's COPY in reads them all at once (:class:`_Lines`), so the
+    sources work in parallel and memory stays flat whatever the size.
+    """
+    failure: list[BaseException] = []
+    threads, descriptors = [], []
+
+    def produce(source: Any, statement: str, write_end: int) -> None:
         try:
-            with os.fdopen(write_end, "wb") as sink, source.cursor() as cursor:
+            with os.fdopen(write_end, "wb", buffering=1 << 17) as sink, \
+                    source.cursor() as cursor:
                 cursor.copy_expert(f"COPY ({statement}) TO STDOUT WITH (ENCODING 'UTF8')",
                                    sink)
         except BaseException as exc:  # noqa: BLE001 - handed to the caller
             failure.append(exc)
 
-    producer = threading.Thread(target=produce, name="rucio_rd sync COPY out", daemon=True)
-    producer.start()
+    for source, statement in sources:
+        read_end, write_end = os.pipe()
+        descriptors.append(read_end)
+        threads.append(threading.Thread(target=produce, args=(source, statement, write_end),
+                                        name="rucio_rd sync COPY out", daemon=True))
+    for thread in threads:
+        thread.start()
+    lines = _Lines(descriptors)
     try:
-        with os.fdopen(read_end, "rb") as pipe, target.cursor() as cursor:
-            cursor.copy_expert(f"COPY {into} FROM STDIN WITH (ENCODING 'UTF8')", pipe)
+        with target.cursor() as cursor:
+            cursor.copy_expert(f"COPY {into} FROM STDIN WITH (ENCODING 'UTF8'{options})", lines,
+                               size=1 << 17)
+            copied = cursor.rowcount
     finally:
-        producer.join()
-    if failure:
-        raise failure[0]
+        lines.close()  # a producer still writing gets EPIPE and ends
+        for thread in threads:
+            thread.join()
+        if failure:  # the cause, rather than what it did to the COPY in
+            raise failure[0]
+    return copied
+
+
+def _statement(connection: Any, query: str, params: dict[str, Any]) -> str:
+    with connection.cursor() as cursor:
+        return cursor.mogrify(query, params).decode()
 
 
 def sync(meta: Any, dachs: Any, *, table: str, vo: str = "def", full: bool = False,
          published: str = "rucio.main", server_url: str | None = None,
-         examples: int = 5, only: Sequence[int] | None = None) -> SyncReport:
+         examples: int = 5, only: Sequence[int] | None = None,
+         more_meta: Sequence[Any] = (), commit: bool = True) -> SyncReport:
     """Bring ``published`` in step with the metadata ``table``; see the module's text.
 
     Parameters
@@ -277,11 +374,17 @@ def sync(meta: Any, dachs: Any, *, table: str, vo: str = "def", full: bool = Fal
     only
         Sync just these record ids (the change log of :mod:`rucio_rd.capture`):
         those gone from the metadata are deleted, the others compared as usual.
+    more_meta
+        More connections to the metadata database: a bulk load into the empty
+        table reads with all of them at once, each a share of the records.
+    commit
+        False leaves the transaction to the caller (``dachs imp``).
     """
     started = time.monotonic()
     report = SyncReport("full" if full else "captured" if only is not None else "incremental")
-    if not meta.autocommit:
-        meta.set_session(readonly=True, autocommit=True)
+    for connection in (meta, *more_meta):
+        if not connection.autocommit:
+            connection.set_session(readonly=True, autocommit=True)
     with dachs.cursor() as cursor:
         # One sync at a time (a scheduled one beside a follower): the second waits.
         cursor.execute("SELECT pg_advisory_xact_lock(%s)", (SYNC_LOCK,))
@@ -289,49 +392,13 @@ def sync(meta: Any, dachs: Any, *, table: str, vo: str = "def", full: bool = Fal
                        " OR to_regclass('rucio.sync_runs') IS NULL")
         if cursor.fetchone()[0]:
             cursor.execute(BOOKKEEPING_SQL)
-        columns = ", ".join(f"{name} {_TYPES[name]}" for name in SYNC_COLUMNS)
-        cursor.execute("CREATE TEMP TABLE sync_keys (meta_id bigint, meta_digest text)"
-                       " ON COMMIT DROP;"
-                       f" CREATE TEMP TABLE sync_rows (bad_reason text, {columns})"
-                       " ON COMMIT DROP")
-        lap = time.monotonic()
-        if full:  # every record is fetched: its id and digest come with it
-            _copy_between(meta, rows_sql(table, only_ids=False), {"vo": vo}, dachs,
-                          "sync_rows")
-            cursor.execute("INSERT INTO sync_keys SELECT meta_id, meta_digest FROM sync_rows")
-            report.records = report.fetched = cursor.rowcount
-            cursor.execute("CREATE INDEX ON sync_keys (meta_id); ANALYZE sync_keys")
-            lap = report.lap("fetch", lap)
+        cursor.execute(f"SELECT EXISTS (SELECT 1 FROM {published})")
+        if only is None and not cursor.fetchone()[0]:
+            report.mode = "bulk"
+            _load(cursor, [meta, *more_meta], table, vo, published, server_url, report)
         else:
-            keys = {"vo": vo} if only is None else {"vo": vo, "ids": list(only)}
-            _copy_between(meta, digests_sql(table, only is not None), keys, dachs, "sync_keys")
-            cursor.execute("CREATE INDEX ON sync_keys (meta_id); ANALYZE sync_keys")
-            lap = report.lap("digests", lap)
-            cursor.execute("SELECT count(*) FROM sync_keys")
-            report.records = cursor.fetchone()[0]
-            if only is None:
-                _refuse_mass_deletion(cursor, published, report.records, vo)
-            # What to fetch: new or changed records, not those rejected as they are now.
-            cursor.execute(f"""
-                SELECT k.meta_id FROM sync_keys k
-                LEFT JOIN {published} m ON m.meta_id = k.meta_id
-                LEFT JOIN rucio.sync_rejects r ON r.meta_id = k.meta_id
-                WHERE m.meta_digest IS DISTINCT FROM k.meta_digest
-                  AND r.meta_digest IS DISTINCT FROM k.meta_digest""")
-            wanted = [row[0] for row in cursor.fetchall()]
-            report.fetched = len(wanted)
-            lap = report.lap("compare", lap)
-            if wanted:
-                _copy_between(meta, rows_sql(table, only_ids=True), {"vo": vo, "ids": wanted},
-                              dachs, "sync_rows")
-            lap = report.lap("fetch", lap)
-        access_url = "s.access_url"
-        if server_url is not None:
-            prefix = f"{server_url.rstrip('/')}{DATALINK_PATH}?id="
-            access_url = (f"{_literal(prefix)}"
-                          " || replace(replace(s.did, '/', '%2F'), '+', '%2B')")
-        _apply(cursor, published, report, full, access_url, only)
-        lap = report.lap("apply", lap)
+            _sync_rows(cursor, meta, table, vo, full, published, server_url, only, report)
+        lap = time.monotonic()
         _report_rejects(cursor, report, examples)
         report.seconds = time.monotonic() - started
         cursor.execute(
@@ -340,9 +407,122 @@ def sync(meta: Any, dachs: Any, *, table: str, vo: str = "def", full: bool = Fal
             (report.mode, report.records, report.fetched, report.added, report.changed,
              report.deleted, report.rejected, report.seconds))
         cursor.execute("DELETE FROM rucio.sync_runs WHERE finished < now() - interval '30 days'")
-    dachs.commit()
+        _note_in_dachs(cursor, published)
+    if commit:
+        dachs.commit()
     report.lap("commit", lap)
     return report
+
+
+def _sync_rows(cursor: Any, meta: Any, table: str, vo: str, full: bool, published: str,
+               server_url: str | None, only: Sequence[int] | None,
+               report: SyncReport) -> None:
+    """Steps 1 to 4 of the module's text, into a published table that has rows."""
+    columns = ", ".join(f"{name} {_TYPES[name]}" for name in SYNC_COLUMNS)
+    cursor.execute("CREATE TEMP TABLE sync_keys (meta_id bigint, meta_digest text)"
+                   " ON COMMIT DROP;"
+                   f" CREATE TEMP TABLE sync_rows (bad_reason text, {columns})"
+                   " ON COMMIT DROP")
+    lap = time.monotonic()
+    if full:  # every record is fetched: its id and digest come with it
+        _copy_between([(meta, _statement(meta, rows_sql(table, only_ids=False),
+                                         {"vo": vo}))], cursor.connection, "sync_rows")
+        cursor.execute("INSERT INTO sync_keys SELECT meta_id, meta_digest FROM sync_rows")
+        report.records = report.fetched = cursor.rowcount
+        cursor.execute("CREATE INDEX ON sync_keys (meta_id); ANALYZE sync_keys")
+        lap = report.lap("fetch", lap)
+    else:
+        keys = {"vo": vo} if only is None else {"vo": vo, "ids": list(only)}
+        _copy_between([(meta, _statement(meta, digests_sql(table, only is not None), keys))],
+                      cursor.connection, "sync_keys")
+        cursor.execute("CREATE INDEX ON sync_keys (meta_id); ANALYZE sync_keys")
+        lap = report.lap("digests", lap)
+        cursor.execute("SELECT count(*) FROM sync_keys")
+        report.records = cursor.fetchone()[0]
+        if only is None:
+            _refuse_mass_deletion(cursor, published, report.records, vo)
+        # What to fetch: new or changed records, not those rejected as they are now.
+        cursor.execute(f"""
+            SELECT k.meta_id FROM sync_keys k
+            LEFT JOIN {published} m ON m.meta_id = k.meta_id
+            LEFT JOIN rucio.sync_rejects r ON r.meta_id = k.meta_id
+            WHERE m.meta_digest IS DISTINCT FROM k.meta_digest
+              AND r.meta_digest IS DISTINCT FROM k.meta_digest""")
+        wanted = [row[0] for row in cursor.fetchall()]
+        report.fetched = len(wanted)
+        lap = report.lap("compare", lap)
+        if wanted:
+            fetch = {"vo": vo, "ids": wanted}
+            _copy_between([(meta, _statement(meta, rows_sql(table, only_ids=True), fetch))],
+                          cursor.connection, "sync_rows")
+        lap = report.lap("fetch", lap)
+    access_url = "s.access_url"
+    if server_url is not None:
+        access_url = f"{_literal(_datalink_prefix(server_url))} || {_encoded_did('s.did')}"
+    _apply(cursor, published, report, full, access_url, only)
+    report.lap("apply", lap)
+
+
+def _datalink_prefix(server_url: str) -> str:
+    return f"{server_url.rstrip('/')}{DATALINK_PATH}?id="
+
+
+def _load(cursor: Any, sources: Sequence[Any], table: str, vo: str, published: str,
+          server_url: str | None, report: SyncReport) -> None:
+    """A bulk load of every record into the empty ``published`` table.
+
+    The metadata connections each stream a share of the rows (:func:`load_sql`)
+    straight into the table with one COPY, its indexes dropped and built
+    afterwards in one go; the unusable records, which came along marked, move
+    to ``rucio.sync_rejects`` before the indexes are built.  The table is
+    truncated first (it is empty) so that COPY can freeze the rows.  Readers
+    of the empty table wait for the commit.  (Under ``dachs imp`` the table is
+    new and has no indexes yet: DaCHS makes them afterwards.)
+    """
+    lap = time.monotonic()
+    cursor.execute("SET LOCAL maintenance_work_mem = '256MB'")
+    cursor.execute(f"TRUNCATE {published}")
+    indexes = _drop_indexes(cursor, published)
+    prefix = None if server_url is None else _datalink_prefix(server_url)
+    statements = [(source, _statement(source, load_sql(table, parted=True),
+                                      {"vo": vo, "prefix": prefix, "parts": len(sources),
+                                       "part": part}))
+                  for part, source in enumerate(sources)]
+    report.records = report.fetched = _copy_between(
+        statements, cursor.connection, f"{published} ({', '.join(SYNC_COLUMNS)})",
+        options=", FREEZE")
+    lap = report.lap("load", lap)
+    cursor.execute("DELETE FROM rucio.sync_rejects")
+    cursor.execute(f"""
+        WITH unusable AS (
+            DELETE FROM {published} WHERE meta_digest LIKE {_literal(UNUSABLE + "%%")}
+            RETURNING meta_id, meta_digest, did, access_url)
+        INSERT INTO rucio.sync_rejects (meta_id, meta_digest, did, reason)
+        SELECT meta_id, substr(meta_digest, {len(UNUSABLE) + 1}), did, access_url
+        FROM unusable""")
+    report.rejected = cursor.rowcount
+    report.added = report.records - report.rejected
+    lap = report.lap("sort out", lap)
+    if indexes:
+        _remake_indexes(cursor, published, indexes)
+        report.lap("index", lap)
+
+
+def _note_in_dachs(cursor: Any, published: str) -> None:
+    """Tell DaCHS's own metadata: the data of the table's RD was updated now (its
+    "Data updated", the registry record's date), and how many rows it has
+    (VOSI tables' nrows).  DaCHS reads them when it loads the RD."""
+    cursor.execute("SELECT to_regclass('dc.tablemeta') IS NOT NULL"
+                   " AND to_regclass('dc.rdmeta') IS NOT NULL")
+    if not cursor.fetchone()[0]:
+        return  # not a DaCHS database (tests of the sync alone)
+    cursor.execute(f"""
+        UPDATE dc.tablemeta SET nrows = (SELECT count(*) FROM {published})
+        WHERE tablename = %(table)s""", {"table": published})
+    cursor.execute("""
+        UPDATE dc.rdmeta SET data_updated = now() AT TIME ZONE 'UTC'
+        WHERE sourcerd = (SELECT sourcerd FROM dc.tablemeta WHERE tablename = %(table)s)""",
+                   {"table": published})
 
 
 def _refuse_mass_deletion(cursor: Any, published: str, records: int, vo: str) -> None:
@@ -374,11 +554,6 @@ def _apply(cursor: Any, published: str, report: SyncReport, full: bool,
     if only is not None:
         cursor.execute("CREATE TEMP TABLE sync_scope ON COMMIT DROP AS"
                        " SELECT unnest(%s::bigint[]) AS meta_id", (list(only),))
-    cursor.execute(f"SELECT EXISTS (SELECT 1 FROM {published})")
-    if not cursor.fetchone()[0]:  # the first import: nothing to delete, change or compare
-        _insert_new(cursor, published, report, access_url, rebuild=True)
-        _record_rejects(cursor, report, only is not None)
-        return
     cursor.execute("CREATE INDEX ON sync_rows (meta_id); CREATE INDEX ON sync_rows (did);"
                    " ANALYZE sync_rows")
     # Gone from the metadata, published before the sync knew it, or fetched and
@@ -421,7 +596,7 @@ def _apply(cursor: Any, published: str, report: SyncReport, full: bool,
         DELETE FROM {published} m USING sync_rows s
         WHERE s.bad_reason IS NULL AND s.did = m.did AND s.meta_id <> m.meta_id""")
     report.deleted += cursor.rowcount
-    _insert_new(cursor, published, report, access_url, rebuild=False)
+    _insert_new(cursor, published, report, access_url)
 
 
 def _values(access_url: str) -> dict[str, str]:
@@ -449,58 +624,54 @@ def _record_rejects(cursor: Any, report: SyncReport, scoped: bool = False) -> No
     report.rejected = cursor.rowcount
 
 
-def _insert_new(cursor: Any, published: str, report: SyncReport, access_url: str,
-                rebuild: bool) -> None:
-    """Insert the good fetched rows not yet published.
-
-    ``rebuild`` (the table is empty): its secondary indexes are dropped first
-    and built afterwards in one go, which is faster; readers of the empty
-    table wait for the commit meanwhile.
-    """
+def _insert_new(cursor: Any, published: str, report: SyncReport, access_url: str) -> None:
+    """Insert the good fetched rows not yet published."""
     values = _values(access_url)
-    if rebuild:
-        source = "sync_rows s WHERE s.bad_reason IS NULL"
-        cursor.execute("SELECT count(*) FROM sync_rows WHERE bad_reason IS NULL")
-        rebuild = cursor.fetchone()[0] > 10_000
-    else:
-        # Which rows are new is decided before inserting (an insert that checked
-        # the table it fills would scan its own new rows again and again).
-        cursor.execute(f"""
-            CREATE TEMP TABLE sync_new ON COMMIT DROP AS
-            SELECT s.meta_id FROM sync_rows s
-            WHERE s.bad_reason IS NULL
-              AND NOT EXISTS (SELECT 1 FROM {published} m WHERE m.meta_id = s.meta_id)""")
-        source = "sync_rows s JOIN sync_new n ON n.meta_id = s.meta_id"
-    indexes = _drop_secondary_indexes(cursor, published) if rebuild else []
+    # Which rows are new is decided before inserting (an insert that checked the
+    # table it fills would scan its own new rows again and again).
+    cursor.execute(f"""
+        CREATE TEMP TABLE sync_new ON COMMIT DROP AS
+        SELECT s.meta_id FROM sync_rows s
+        WHERE s.bad_reason IS NULL
+          AND NOT EXISTS (SELECT 1 FROM {published} m WHERE m.meta_id = s.meta_id)""")
     cursor.execute(f"""
         INSERT INTO {published} ({", ".join(SYNC_COLUMNS)})
-        SELECT {", ".join(values[name] for name in SYNC_COLUMNS)} FROM {source}""")
+        SELECT {", ".join(values[name] for name in SYNC_COLUMNS)}
+        FROM sync_rows s JOIN sync_new n ON n.meta_id = s.meta_id""")
     report.added = cursor.rowcount
-    for definition, clustered, name in indexes:
-        cursor.execute(definition)
-        if clustered:
-            cursor.execute(f"ALTER TABLE {published} CLUSTER ON {name}")
-    if indexes:
-        cursor.execute(f"ANALYZE {published}")
 
 
-def _drop_secondary_indexes(cursor: Any, published: str) -> list[tuple[str, bool, str]]:
-    """Drop the indexes of ``published`` that back no constraint; return how to remake
-    them: ``(CREATE INDEX statement, whether the table is clustered on it, name)``."""
+def _drop_indexes(cursor: Any, published: str) -> list[str]:
+    """Drop the indexes of ``published``, and the constraints they back; return the
+    statements that make them again as they were (clustering included)."""
     cursor.execute("""
         SELECT pg_get_indexdef(i.indexrelid), i.indisclustered,
-               quote_ident(n.nspname) || '.' || quote_ident(c.relname)
+               quote_ident(n.nspname) || '.' || quote_ident(c.relname),
+               quote_ident(c.relname), quote_ident(k.conname), pg_get_constraintdef(k.oid)
         FROM pg_index i
         JOIN pg_class c ON c.oid = i.indexrelid
         JOIN pg_namespace n ON n.oid = c.relnamespace
-        WHERE i.indrelid = %(table)s::regclass
-          AND NOT EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conindid = i.indexrelid)""",
-                   {"table": published})
-    indexes = cursor.fetchall()
-    for _definition, _clustered, name in indexes:
-        cursor.execute(f"DROP INDEX {name}")
-    return [(definition, clustered, name.split(".", 1)[1]) for definition, clustered, name
-            in indexes]
+        LEFT JOIN pg_constraint k ON k.conindid = i.indexrelid AND k.conrelid = i.indrelid
+        WHERE i.indrelid = %(table)s::regclass""", {"table": published})
+    remakes = []
+    for definition, clustered, qualified, name, constraint, constraint_def \
+            in cursor.fetchall():
+        if constraint is None:
+            cursor.execute(f"DROP INDEX {qualified}")
+            remakes.append(definition)
+        else:
+            cursor.execute(f"ALTER TABLE {published} DROP CONSTRAINT {constraint}")
+            remakes.append(f"ALTER TABLE {published} ADD CONSTRAINT {constraint}"
+                           f" {constraint_def}")
+        if clustered:
+            remakes.append(f"ALTER TABLE {published} CLUSTER ON {name}")
+    return remakes
+
+
+def _remake_indexes(cursor: Any, published: str, remakes: Sequence[str]) -> None:
+    for statement in remakes:
+        cursor.execute(statement)
+    cursor.execute(f"ANALYZE {published}")
 
 
 def _report_rejects(cursor: Any, report: SyncReport, examples: int) -> None:

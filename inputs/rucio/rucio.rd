@@ -28,7 +28,12 @@ inline code here only calls into it. -->
 			One row per Rucio file (DID) whose metadata has s_ra, s_dec and
 			access_url; the access_url points to this server's DataLink service.
 		</meta>
-		<mixin>//scs#pgs-pos-index</mixin>
+		<!-- q3c, not pgSphere: DaCHS's ivoa.obscore declares a q3c index on
+		s_ra, s_dec and turns positional ADQL on it into q3c_join, which only
+		a q3c index serves; the same index serves the cone search and TAP on
+		this table, and it builds in a seventh of the time of a pgSphere
+		GiST (1.4 s against 10 s at a million rows here). -->
+		<mixin>//scs#q3cindex</mixin>
 		<mixin
 			calib_level="COALESCE(calib_level, 2)"
 			dataproduct_type="dataproduct_type"
@@ -43,7 +48,7 @@ inline code here only calls into it. -->
 			s_ra="s_ra"
 			s_dec="s_dec"
 			s_fov="s_fov"
-			s_region="NULL"
+			s_region="CASE WHEN s_fov &gt; 0 AND s_fov &lt; 180 THEN (SELECT spoly(spoint(radians(s_ra) + atan2(sin(a) * sin(r) * cos(d), cos(r) - sin(d) * sin(v)), v) ORDER BY a) FROM (SELECT radians(s_dec) AS d, radians(s_fov / 2) / cos(pi() / 8) AS r) AS field, generate_series(0, 7) AS k, LATERAL (SELECT radians(45 * k) AS a) AS bearing, LATERAL (SELECT asin(sin(d) * cos(r) + cos(d) * sin(r) * cos(a)) AS v) AS vertex) END"
 			t_min="t_min"
 			t_max="t_max"
 			em_min="em_min"
@@ -131,27 +136,23 @@ inline code here only calls into it. -->
 		</column>
 		<column name="meta_digest" type="text" ucd="meta.code"
 			tablehead="Digest" verbLevel="30"
-			description="MD5 of the file's metadata record as published (kept by the sync)."/>
+			description="Hash of the file's metadata record as published (kept by the sync)."/>
 		<index columns="meta_id"/>
 	</table>
 
-	<!-- The import reads Rucio's POSTGRES_JSON metadata table (configured
-	in rucio_rd.toml, [metadata] dsn and table).  Records without usable
-	s_ra, s_dec or access_url are skipped and reported; DaCHS runs the
-	whole import in one transaction, so a failed import leaves the
-	published rows as they were. -->
+	<!-- dachs imp rucio/rucio is the sync of rucio-rd sync (rucio_rd.sync)
+	into the table DaCHS has just made: one set-based bulk load from
+	Rucio's POSTGRES_JSON metadata table (rucio_rd.toml, [metadata] dsn and
+	table), records without usable s_ra, s_dec or access_url kept apart and
+	reported.  DaCHS then builds the indexes and commits, so a failed import
+	leaves the published rows as they were.  Day to day, rucio-rd sync keeps
+	the table in step without blocking readers. -->
 	<data id="import">
-		<sources item="rucio-did-metadata"/>
-		<embeddedGrammar>
-			<iterator>
-				<code>
-					from rucio_rd import dachs_import
-					yield from dachs_import.iterate_rows()
-				</code>
-			</iterator>
-		</embeddedGrammar>
 		<make table="main">
-			<rowmaker idmaps="*"/>
+			<script type="preIndex" lang="python" name="load from Rucio's metadata">
+				from rucio_rd import dachs_import
+				dachs_import.load(table)
+			</script>
 		</make>
 	</data>
 

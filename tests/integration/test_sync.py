@@ -8,6 +8,7 @@ database leaves the published table as it was.
 from __future__ import annotations
 
 import csv
+import datetime
 import io
 import os
 import re
@@ -343,3 +344,55 @@ def test_with_change_capture_a_write_is_searchable_within_seconds(stack: Stack, 
     assert follower.returncode == 0, err
     assert "captured sync" in out
     assert trigger_count(stack) == 0
+
+
+def test_the_services_say_when_the_last_sync_ran_and_the_table_its_rows(stack: Stack,
+                                                                        clean) -> None:
+    write(stack, "synctest", "fresh.fits", GOOD)
+    synced(stack)
+    with psycopg2.connect(dbname=stack.layout.dachs_db, host="127.0.0.1",
+                          user="postgres") as connection, connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT max(finished) AT TIME ZONE 'UTC',"
+            " (SELECT nrows FROM dc.tablemeta WHERE tablename = 'rucio.main'),"
+            " (SELECT count(*) FROM rucio.main) FROM rucio.sync_runs")
+        last, nrows, count = cursor.fetchone()
+    connection.close()
+    assert nrows == count  # VOSI's nrows, as DaCHS keeps it
+    deadline = time.monotonic() + 15  # the services read it at most every 5 s
+    while True:
+        page = requests.get(stack.dachs.server_url + "/rucio/rucio/cone/info", timeout=30).text
+        shown = [datetime.datetime.fromisoformat(text) for text in re.findall(
+            r"Data updated.{0,400}?(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)", page, re.S)]
+        # DaCHS shows whole seconds, rounded.
+        if shown and abs(shown[0] - last).total_seconds() <= 1 or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    assert shown and abs(shown[0] - last).total_seconds() <= 1, (shown, last)
+
+
+def test_obscore_region_queries_find_a_file_by_its_field(stack: Stack, clean) -> None:
+    from pyvo.dal import TAPService
+
+    write(stack, "synctest", "field.fits", GOOD | {"s_ra": 150.0, "s_dec": 30.0, "s_fov": 1.0})
+    write(stack, "synctest", "polar.fits", GOOD | {"s_ra": 45.0, "s_dec": 89.9, "s_fov": 1.0})
+    write(stack, "synctest", "pointlike.fits", GOOD | {"s_ra": 151.0, "s_dec": 30.0})
+    synced(stack)
+    tap = TAPService(stack.dachs.server_url + "/tap")
+
+    def found(where: str) -> set[str]:
+        table = tap.search("SELECT obs_publisher_did FROM ivoa.obscore WHERE " + where
+                           + " AND obs_collection = 'synctest'").to_table()
+        return {str(value).rsplit("/", 1)[-1] for value in table["obs_publisher_did"]}
+
+    # 0.4 degrees from the centre is inside a field 1 degree across; 0.7 is not.
+    assert found("1 = CONTAINS(POINT('ICRS', 150.0, 30.4), s_region)") == {"synctest:field.fits"}
+    assert found("1 = CONTAINS(POINT('ICRS', 150.0, 30.7), s_region)") == set()
+    assert found("1 = INTERSECTS(s_region, CIRCLE('ICRS', 150.5, 30.0, 0.1))") == {
+        "synctest:field.fits"}
+    # Around the pole, across RA 0/360: the footprint holds the pole itself.
+    assert found("1 = CONTAINS(POINT('ICRS', 200.0, 90.0), s_region)") == {"synctest:polar.fits"}
+    # Without a field size there is no footprint (s_region NULL); the position still finds it.
+    assert found("s_region IS NULL") == {"synctest:pointlike.fits"}
+    assert found("1 = CONTAINS(POINT('ICRS', s_ra, s_dec), CIRCLE('ICRS', 151.0, 30.0, 0.01))"
+                 ) == {"synctest:pointlike.fits"}
