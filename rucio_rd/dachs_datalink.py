@@ -325,7 +325,8 @@ class RucioDatalinkCore(datalink.DatalinkCore):
         if isinstance(self.parent, svcs.Service):
             # The contract RD may be the one being loaded: name the table lazily.
             install_availability(self.parent, self._main_table)
-            install_data_updated(self.rd.services)
+            # The RD's services so far (the cone search) and this one, being made.
+            install_data_updated([*self.rd.services, self.parent])
 
     def adaptForRenderer(self, renderer: Any, queryMeta: Any) -> Any:
         if renderer.name != "dlmeta":

@@ -20,27 +20,27 @@ __all__ = ["load"]
 
 def load(table: Any) -> None:
     """Fill the DaCHS table ``table`` (just created, empty) from Rucio's metadata."""
-    import os
-
     import psycopg2
     from gavo import base
 
-    from rucio_rd.sync import printable_report, sync
+    from rucio_rd.sync import bulk_streams, printable_report, sync
 
     settings = load_dachs_settings()
     server_url = (base.getConfig("web", "serverURL")
                   if settings.metadata.access_url == "datalink" else None)
-    connections = []
+
+    def connect() -> Any:
+        return psycopg2.connect(settings.metadata.dsn, connect_timeout=10)
+
+    meta = connect()
     try:
-        for _ in range(max(1, min(4, os.cpu_count() or 1))):
-            connections.append(psycopg2.connect(settings.metadata.dsn, connect_timeout=10))
-        report = sync(connections[0], table.connection, table=settings.metadata.table,
+        report = sync(meta, table.connection, table=settings.metadata.table,
                       vo=settings.metadata.vo, full=True, published=table.tableDef.getQName(),
-                      server_url=server_url, more_meta=connections[1:], commit=False,
+                      server_url=server_url, connect=connect, streams=bulk_streams(),
+                      commit=False,
                       examples=settings.metadata.max_bad_records_reported or 2**31 - 1)
     finally:
-        for connection in connections:
-            connection.close()
+        meta.close()
     for line in printable_report(report).splitlines():
         (base.ui.notifyWarning if line.startswith("  unusable") else base.ui.notifyInfo)(
             f"rucio_rd: {line.strip()}")

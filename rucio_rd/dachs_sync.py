@@ -7,13 +7,10 @@ it holds no logic worth testing on its own.
 
 from __future__ import annotations
 
-import contextlib
-import os
-from collections.abc import Iterator
 from typing import Any
 
 from rucio_rd import capture
-from rucio_rd.sync import SyncRefused, printable_report, sync
+from rucio_rd.sync import SyncRefused, bulk_streams, printable_report, sync
 
 __all__ = ["main"]
 
@@ -80,8 +77,10 @@ def main(argv: list[str] | None = None) -> int:
         try:
             if args.follow:
                 return _follow(meta, settings.metadata.dsn, dachs, options)
-            with _more_connections(settings.metadata.dsn) as more_meta:
-                report = sync(meta, dachs, full=args.full, more_meta=more_meta, **options)
+            report = sync(meta, dachs, full=args.full, **options,
+                          connect=lambda: psycopg2.connect(settings.metadata.dsn,
+                                                           connect_timeout=10),
+                          streams=bulk_streams())
         except (psycopg2.Error, SyncRefused):
             dachs.rollback()
             raise
@@ -95,22 +94,6 @@ def main(argv: list[str] | None = None) -> int:
         meta.close()
     print(printable_report(report))
     return 0
-
-
-@contextlib.contextmanager
-def _more_connections(dsn: str) -> Iterator[list[Any]]:
-    """Metadata connections for a bulk load to read with besides the first: one per
-    further CPU core, up to three."""
-    import psycopg2
-
-    connections = []
-    try:
-        for _ in range(min(3, (os.cpu_count() or 1) - 1)):
-            connections.append(psycopg2.connect(dsn, connect_timeout=10))
-        yield connections
-    finally:
-        for connection in connections:
-            connection.close()
 
 
 def _follow(meta: Any, dsn: str, dachs: Any, options: dict[str, Any]) -> int:

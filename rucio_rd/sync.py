@@ -30,11 +30,13 @@ Syncs of one DaCHS database take turns (an advisory lock).
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
+import selectors
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,7 +49,10 @@ __all__ = [
     "SYNC_COLUMNS",
     "SyncRefused",
     "SyncReport",
+    "UNUSABLE",
+    "bulk_streams",
     "digests_sql",
+    "load_sql",
     "printable_report",
     "rows_sql",
     "sync",
@@ -109,27 +114,37 @@ def _numeric(key: str) -> str:
             f" THEN btrim({value} #>> '{{}}')::numeric END END")
 
 
-def _text(key: str) -> str:
-    """SQL for the text ``t_<key>`` (``d->>key``) as trimmed text of at most 4096
-    characters, or NULL: a JSON string or number; not true, false, an object or
-    an array (whose text is looked at twice only when it could be one of them)."""
+def _trimmed(key: str) -> str:
+    """SQL for the text ``t_<key>`` (``d->>key``) trimmed, or NULL: a JSON string or
+    number; not true, false, an object or an array (whose type is looked up
+    only when the text starts as one of them would: ``t``, ``f``, ``{``, ``[``)."""
     text = f"t_{key}"
-    return (f"CASE WHEN {text} IS NULL OR (({text} IN ('true', 'false')"
-            f" OR left({text}, 1) IN ('{{', '['))"
+    return (f"CASE WHEN {text} IS NULL OR (ascii({text}) IN (116, 102, 123, 91)"
+            f" AND ({text} IN ('true', 'false') OR ascii({text}) IN (123, 91))"
             f" AND jsonb_typeof(d->{_literal(key)}) <> 'string') THEN NULL"
-            f" ELSE NULLIF(left(btrim({text}, E' \\t\\n\\r\\f\\v'), {_MAX_TEXT}), '') END")
+            f" ELSE btrim({text}, E' \\t\\n\\r\\f\\v') END")
+
+
+def _text(key: str) -> str:
+    """SQL for the trimmed ``x_<key>`` as text of at most 4096 characters, or NULL
+    (left() counts characters through the whole text: only when it may be too long)."""
+    text = f"x_{key}"
+    return (f"NULLIF(CASE WHEN octet_length({text}) > {_MAX_TEXT} THEN left({text}, {_MAX_TEXT})"
+            f" ELSE {text} END, '')")
 
 
 def digests_sql(table: str, only_ids: bool = False) -> str:
     """The metadata side of step 1: ``meta_id, meta_digest`` of every record of the VO
     (``%(vo)s``), or of those among ``%(ids)s``."""
     where = " AND id IN (SELECT unnest(%(ids)s::bigint[]))" if only_ids else ""
-    return f"SELECT id, {_DIGEST} FROM {table} WHERE vo = %(vo)s{where}"
+    return f"SELECT id, {_DIGEST} FROM {table} WHERE vo = %(vo)s AND id IS NOT NULL{where}"
 
 
-# The digest of a record: PostgreSQL's 64-bit hash of the JSON value (the one hash
-# partitioning uses), computed without writing the JSON out as text.
-_DIGEST = "jsonb_hash_extended(data, 0)::text"
+# The digest of a record: PostgreSQL's 64-bit hash of its JSON text (not of the jsonb
+# value: jsonb_hash_extended XORs rotated hashes of the keys and values, so that some
+# changes, two equal values 32 places apart changed alike, leave it as it was).
+# "null" for a record without data.
+_DIGEST = "COALESCE(hashtextextended(data::text, 0)::text, 'null')"
 _NUMBERS = ("s_ra", "s_dec", "content_length", "calib_level", *_OPTIONAL_FLOAT)
 _TEXTS = ("access_url", *_OPTIONAL_TEXT)
 
@@ -149,7 +164,14 @@ def rows_sql(table: str, only_ids: bool, parted: bool = False) -> str:
     looked_up = ", ".join([*(f"d->{_literal(key)} AS j_{key}" for key in _NUMBERS),
                            *(f"d->>{_literal(key)} AS t_{key}" for key in _TEXTS)])
     converted = ", ".join([*(f"{_numeric(key)} AS n_{key}" for key in _NUMBERS),
-                           *(f"{_text(key)} AS v_{key}" for key in _TEXTS)])
+                           *(f"{_trimmed(key)} AS x_{key}" for key in _TEXTS)])
+    judged = ", ".join([f"{_double('n_s_ra')} AS ra", f"{_double('n_s_dec')} AS dec",
+                        # judged as the doubles they are in Python (2.0000000000000001 is 2)
+                        f"{_double('n_content_length')} AS f_content_length",
+                        f"{_double('n_calib_level')} AS f_calib_level",
+                        f"CASE WHEN octet_length(x_access_url) > {_MAX_TEXT}"
+                        " THEN length(x_access_url) END AS url_length",
+                        *(f"{_text(key)} AS v_{key}" for key in _TEXTS)])
     reason = f"""CASE
         WHEN NOT is_object THEN 'metadata is not a JSON object'
         WHEN scope !~ {_literal(SCOPE_PATTERN)} OR name !~ {_literal(NAME_PATTERN)}
@@ -164,8 +186,8 @@ def rows_sql(table: str, only_ids: bool, parted: bool = False) -> str:
         WHEN url_length > {_MAX_TEXT} THEN 'access_url is longer than {_MAX_TEXT} characters'
         WHEN v_access_url IS NULL THEN 'no access_url'
     END"""
-    byte_count = ("n_content_length >= 0 AND n_content_length = trunc(n_content_length)"
-                  " AND n_content_length < 9.2e18")
+    byte_count = ("f_content_length >= 0 AND f_content_length = trunc(f_content_length)"
+                  " AND f_content_length < 9.2e18")
     columns = {
         "did": "scope || ':' || name",
         "scope": "scope",
@@ -173,10 +195,10 @@ def rows_sql(table: str, only_ids: bool, parted: bool = False) -> str:
         "s_ra": "ra",
         "s_dec": "dec",
         "access_url": "v_access_url",
-        "content_length": f"CASE WHEN {byte_count} THEN n_content_length::bigint END",
-        "access_estsize": f"CASE WHEN {byte_count} THEN ceil(n_content_length / 1024)::bigint END",
-        "calib_level": "CASE WHEN n_calib_level IN (0, 1, 2, 3, 4)"
-                       " THEN n_calib_level::smallint END",
+        "content_length": f"CASE WHEN {byte_count} THEN f_content_length::bigint END",
+        "access_estsize": f"CASE WHEN {byte_count} THEN ceil(f_content_length / 1024)::bigint END",
+        "calib_level": "CASE WHEN f_calib_level IN (0, 1, 2, 3, 4)"
+                       " THEN f_calib_level::smallint END",
         "meta_id": "id",
         "meta_digest": "digest",
         **{key: f"v_{key}" for key in _OPTIONAL_TEXT},
@@ -186,20 +208,21 @@ def rows_sql(table: str, only_ids: bool, parted: bool = False) -> str:
                                    *(f"{columns[name]} AS {name}" for name in SYNC_COLUMNS)])
     # A semi-join with the ids (hashed), not "= ANY", which compares every record with
     # every id; Rucio's table has no index on id.
-    where = "vo = %(vo)s" + (" AND id IN (SELECT unnest(%(ids)s::bigint[]))"
-                             if only_ids else "")
+    # Records without an id (Rucio's table always gives one) cannot be followed: left out.
+    where = "vo = %(vo)s AND id IS NOT NULL" + (
+        " AND id IN (SELECT unnest(%(ids)s::bigint[]))" if only_ids else "")
     if parted:
-        where += " AND id %% %(parts)s = %(part)s"
+        where += " AND (id %% %(parts)s + %(parts)s) %% %(parts)s = %(part)s"
     return f"""SELECT {select}
 FROM (
-    SELECT *, {_double("n_s_ra")} AS ra, {_double("n_s_dec")} AS dec
+    SELECT *, {judged}
     FROM (
         SELECT id, scope, name, digest, is_object, j_s_ra IS NOT NULL AND j_s_dec IS NOT NULL
-               AS has_position, length(btrim(t_access_url)) AS url_length, {converted}
+               AS has_position, {converted}
         FROM (
             SELECT id, scope, name, digest, is_object, d, {looked_up}
             FROM (SELECT id, scope::text AS scope, name::text AS name, {_DIGEST} AS digest,
-                         jsonb_typeof(data) = 'object' AS is_object,
+                         COALESCE(jsonb_typeof(data) = 'object', false) AS is_object,
                          CASE WHEN jsonb_typeof(data) = 'object' THEN data END AS d
                   FROM {table} WHERE {where} OFFSET 0) AS records
             OFFSET 0) AS looked_up
@@ -273,6 +296,10 @@ class SyncReport:
                 f" {sum(self.reasons.values())} unusable; {self.seconds:.1f} s ({stages})")
 
 
+class _SourceFailed(Exception):
+    """A source of :func:`_copy_between` failed; its own exception is raised instead."""
+
+
 class _Lines:
     """A file to COPY FROM that reads several pipes at once and hands out whole lines.
 
@@ -280,20 +307,25 @@ class _Lines:
     between reads, so the streams interleave line by line, in chunks.
     """
 
-    def __init__(self, descriptors: Sequence[int]) -> None:
+    def __init__(self, descriptors: Sequence[int], failures: Sequence[BaseException]) -> None:
+        self._failures = failures
         self._open = {descriptor: b"" for descriptor in descriptors}
+        self._selector = selectors.DefaultSelector()
+        for descriptor in descriptors:
+            self._selector.register(descriptor, selectors.EVENT_READ)
 
     def read(self, size: int = -1) -> bytes:
-        import select
-
         while self._open:
-            ready, _, _ = select.select(list(self._open), [], [])
-            for descriptor in ready:
+            for key, _ in self._selector.select():
+                descriptor = key.fd
                 chunk = os.read(descriptor, 1 << 17)
                 rest = self._open[descriptor] + chunk
-                if not chunk:  # this producer is done (a cut last line: it failed, and says so)
+                if not chunk:  # this producer is done
                     del self._open[descriptor]
+                    self._selector.unregister(descriptor)
                     os.close(descriptor)
+                    if self._failures:  # it failed: the COPY in stops here
+                        raise _SourceFailed
                     continue
                 cut = rest.rfind(b"\n") + 1
                 self._open[descriptor] = rest[cut:]
@@ -303,8 +335,10 @@ class _Lines:
 
     def close(self) -> None:
         for descriptor in self._open:
+            self._selector.unregister(descriptor)
             os.close(descriptor)
         self._open.clear()
+        self._selector.close()
 
 
 def _copy_between(sources: Sequence[tuple[Any, str]], target: Any, into: str,
@@ -314,40 +348,70 @@ def _copy_between(sources: Sequence[tuple[Any, str]], target: Any, into: str,
 
     Each source's COPY out runs in a thread of its own writing into a pipe;
     the caller's COPY in reads them all at once (:class:`_Lines`), so the
-    sources work in parallel and memory stays flat whatever the size.
+    sources work in parallel and memory stays flat whatever the size.  When
+    a source fails, the COPY in stops at once and that failure is raised;
+    when the COPY in fails, the sources' queries are cancelled and its
+    failure is raised.
     """
     failure: list[BaseException] = []
-    threads, descriptors = [], []
 
     def produce(source: Any, statement: str, write_end: int) -> None:
+        sink = os.fdopen(write_end, "wb", buffering=1 << 17)
         try:
-            with os.fdopen(write_end, "wb", buffering=1 << 17) as sink, \
-                    source.cursor() as cursor:
+            with source.cursor() as cursor:
                 cursor.copy_expert(f"COPY ({statement}) TO STDOUT WITH (ENCODING 'UTF8')",
                                    sink)
         except BaseException as exc:  # noqa: BLE001 - handed to the caller
-            failure.append(exc)
+            failure.append(exc)  # before the pipe closes: the reader then knows
+        finally:
+            try:
+                sink.close()
+            except OSError:  # the reader is gone (it failed itself)
+                pass
 
-    for source, statement in sources:
-        read_end, write_end = os.pipe()
-        descriptors.append(read_end)
-        threads.append(threading.Thread(target=produce, args=(source, statement, write_end),
-                                        name="rucio_rd sync COPY out", daemon=True))
-    for thread in threads:
-        thread.start()
-    lines = _Lines(descriptors)
+    pipes = [os.pipe() for _ in sources]
+    lines = _Lines([read_end for read_end, _ in pipes], failure)
+    threads = [threading.Thread(target=produce, args=(source, statement, write_end),
+                                name="rucio_rd sync COPY out", daemon=True)
+               for (source, statement), (_, write_end) in zip(sources, pipes, strict=True)]
+    started: list[threading.Thread] = []
+
+    def stop() -> None:
+        lines.close()  # a producer still writing gets EPIPE and ends
+        for (_, write_end), thread in zip(pipes, threads, strict=True):
+            if thread not in started:
+                os.close(write_end)
+        for thread in started:
+            thread.join()
+
     try:
+        for thread in threads:
+            thread.start()
+            started.append(thread)
         with target.cursor() as cursor:
             cursor.copy_expert(f"COPY {into} FROM STDIN WITH (ENCODING 'UTF8'{options})", lines,
                                size=1 << 17)
             copied = cursor.rowcount
-    finally:
-        lines.close()  # a producer still writing gets EPIPE and ends
-        for thread in threads:
-            thread.join()
-        if failure:  # the cause, rather than what it did to the COPY in
-            raise failure[0]
+    except BaseException as exc:
+        if not isinstance(exc, _SourceFailed):  # the COPY in failed: stop the sources
+            for source, _ in sources:
+                try:
+                    source.cancel()
+                except Exception:  # noqa: BLE001, S110 - a source already done or gone
+                    pass
+        stop()
+        if isinstance(exc, _SourceFailed):  # the cause, not what it did to the COPY in
+            raise failure[0] from None
+        raise  # the COPY in's own failure; the sources' are its consequences
+    stop()
+    if failure:
+        raise failure[0]
     return copied
+
+
+def bulk_streams() -> int:
+    """How many metadata connections a bulk load reads with: one per CPU core, up to 4."""
+    return max(1, min(4, os.cpu_count() or 1))
 
 
 def _statement(connection: Any, query: str, params: dict[str, Any]) -> str:
@@ -358,7 +422,8 @@ def _statement(connection: Any, query: str, params: dict[str, Any]) -> str:
 def sync(meta: Any, dachs: Any, *, table: str, vo: str = "def", full: bool = False,
          published: str = "rucio.main", server_url: str | None = None,
          examples: int = 5, only: Sequence[int] | None = None,
-         more_meta: Sequence[Any] = (), commit: bool = True) -> SyncReport:
+         connect: Callable[[], Any] | None = None, streams: int = 1,
+         commit: bool = True) -> SyncReport:
     """Bring ``published`` in step with the metadata ``table``; see the module's text.
 
     Parameters
@@ -374,17 +439,17 @@ def sync(meta: Any, dachs: Any, *, table: str, vo: str = "def", full: bool = Fal
     only
         Sync just these record ids (the change log of :mod:`rucio_rd.capture`):
         those gone from the metadata are deleted, the others compared as usual.
-    more_meta
-        More connections to the metadata database: a bulk load into the empty
-        table reads with all of them at once, each a share of the records.
+    connect, streams
+        A bulk load into the empty table reads with ``streams`` connections at
+        once, each a share of the records: ``meta`` and as many more as
+        ``connect`` opens (it closes them afterwards).
     commit
         False leaves the transaction to the caller (``dachs imp``).
     """
     started = time.monotonic()
     report = SyncReport("full" if full else "captured" if only is not None else "incremental")
-    for connection in (meta, *more_meta):
-        if not connection.autocommit:
-            connection.set_session(readonly=True, autocommit=True)
+    if not meta.autocommit:
+        meta.set_session(readonly=True, autocommit=True)
     with dachs.cursor() as cursor:
         # One sync at a time (a scheduled one beside a follower): the second waits.
         cursor.execute("SELECT pg_advisory_xact_lock(%s)", (SYNC_LOCK,))
@@ -395,7 +460,8 @@ def sync(meta: Any, dachs: Any, *, table: str, vo: str = "def", full: bool = Fal
         cursor.execute(f"SELECT EXISTS (SELECT 1 FROM {published})")
         if only is None and not cursor.fetchone()[0]:
             report.mode = "bulk"
-            _load(cursor, [meta, *more_meta], table, vo, published, server_url, report)
+            with _shared_snapshot(meta, connect, streams) as sources:
+                _load(cursor, sources, table, vo, published, server_url, report)
         else:
             _sync_rows(cursor, meta, table, vo, full, published, server_url, only, report)
         lap = time.monotonic()
@@ -407,7 +473,9 @@ def sync(meta: Any, dachs: Any, *, table: str, vo: str = "def", full: bool = Fal
             (report.mode, report.records, report.fetched, report.added, report.changed,
              report.deleted, report.rejected, report.seconds))
         cursor.execute("DELETE FROM rucio.sync_runs WHERE finished < now() - interval '30 days'")
-        _note_in_dachs(cursor, published)
+        if report.mode == "bulk" or report.added or report.changed or report.deleted:
+            _note_in_dachs(cursor, published, None if report.mode == "bulk"
+                           else report.added - report.deleted)
     if commit:
         dachs.commit()
     report.lap("commit", lap)
@@ -441,13 +509,20 @@ def _sync_rows(cursor: Any, meta: Any, table: str, vo: str, full: bool, publishe
         report.records = cursor.fetchone()[0]
         if only is None:
             _refuse_mass_deletion(cursor, published, report.records, vo)
-        # What to fetch: new or changed records, not those rejected as they are now.
+        # In one pass over both (an index-only scan of the published side): what to
+        # fetch, new or changed records not rejected as they are now, and what is
+        # gone from the metadata.
         cursor.execute(f"""
-            SELECT k.meta_id FROM sync_keys k
-            LEFT JOIN {published} m ON m.meta_id = k.meta_id
+            CREATE TEMP TABLE sync_diff ON COMMIT DROP AS
+            SELECT k.meta_id AS wanted, CASE WHEN k.meta_id IS NULL THEN m.meta_id END AS gone
+            FROM sync_keys k
+            FULL JOIN (SELECT meta_id, meta_digest FROM {published}
+                       WHERE meta_id IS NOT NULL) m ON m.meta_id = k.meta_id
             LEFT JOIN rucio.sync_rejects r ON r.meta_id = k.meta_id
-            WHERE m.meta_digest IS DISTINCT FROM k.meta_digest
-              AND r.meta_digest IS DISTINCT FROM k.meta_digest""")
+            WHERE k.meta_id IS NULL
+               OR (m.meta_digest IS DISTINCT FROM k.meta_digest
+                   AND r.meta_digest IS DISTINCT FROM k.meta_digest)""")
+        cursor.execute("SELECT wanted FROM sync_diff WHERE wanted IS NOT NULL")
         wanted = [row[0] for row in cursor.fetchall()]
         report.fetched = len(wanted)
         lap = report.lap("compare", lap)
@@ -459,12 +534,46 @@ def _sync_rows(cursor: Any, meta: Any, table: str, vo: str, full: bool, publishe
     access_url = "s.access_url"
     if server_url is not None:
         access_url = f"{_literal(_datalink_prefix(server_url))} || {_encoded_did('s.did')}"
-    _apply(cursor, published, report, full, access_url, only)
+    _apply(cursor, published, report, full, access_url, only, diffed=not full and only is None)
     report.lap("apply", lap)
 
 
 def _datalink_prefix(server_url: str) -> str:
     return f"{server_url.rstrip('/')}{DATALINK_PATH}?id="
+
+
+@contextlib.contextmanager
+def _shared_snapshot(meta: Any, connect: Callable[[], Any] | None,
+                     streams: int) -> Iterator[list[Any]]:
+    """``meta`` and ``streams - 1`` more connections from ``connect``, each in a
+    read-only transaction that sees the same snapshot of the metadata database
+    (so that the streams of a bulk load agree: no record twice, none lost).
+    The more connections are closed afterwards."""
+    sources = [meta]
+    try:
+        if connect is not None:
+            sources += [connect() for _ in range(streams - 1)]
+        for source in sources:
+            if not source.autocommit:
+                source.set_session(readonly=True, autocommit=True)
+        with meta.cursor() as cursor:
+            cursor.execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            cursor.execute("SELECT pg_export_snapshot()")
+            snapshot = cursor.fetchone()[0]
+        for source in sources[1:]:
+            with source.cursor() as cursor:
+                cursor.execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+                cursor.execute("SET TRANSACTION SNAPSHOT %s", (snapshot,))
+        yield sources
+    finally:
+        for source in sources:
+            try:
+                with source.cursor() as cursor:
+                    cursor.execute("ROLLBACK")  # it only read
+            except Exception:  # noqa: BLE001, S110 - a connection already broken
+                pass
+        for source in sources[1:]:
+            source.close()
 
 
 def _load(cursor: Any, sources: Sequence[Any], table: str, vo: str, published: str,
@@ -474,14 +583,13 @@ def _load(cursor: Any, sources: Sequence[Any], table: str, vo: str, published: s
     The metadata connections each stream a share of the rows (:func:`load_sql`)
     straight into the table with one COPY, its indexes dropped and built
     afterwards in one go; the unusable records, which came along marked, move
-    to ``rucio.sync_rejects`` before the indexes are built.  The table is
-    truncated first (it is empty) so that COPY can freeze the rows.  Readers
-    of the empty table wait for the commit.  (Under ``dachs imp`` the table is
-    new and has no indexes yet: DaCHS makes them afterwards.)
+    to ``rucio.sync_rejects`` before the indexes are built, in the same
+    transaction, so that no reader ever sees them.  Readers of the empty
+    table wait for the commit.  (Under ``dachs imp`` the table is new and has
+    no indexes yet: DaCHS makes them afterwards.)
     """
     lap = time.monotonic()
     cursor.execute("SET LOCAL maintenance_work_mem = '256MB'")
-    cursor.execute(f"TRUNCATE {published}")
     indexes = _drop_indexes(cursor, published)
     prefix = None if server_url is None else _datalink_prefix(server_url)
     statements = [(source, _statement(source, load_sql(table, parted=True),
@@ -489,8 +597,7 @@ def _load(cursor: Any, sources: Sequence[Any], table: str, vo: str, published: s
                                        "part": part}))
                   for part, source in enumerate(sources)]
     report.records = report.fetched = _copy_between(
-        statements, cursor.connection, f"{published} ({', '.join(SYNC_COLUMNS)})",
-        options=", FREEZE")
+        statements, cursor.connection, f"{published} ({', '.join(SYNC_COLUMNS)})")
     lap = report.lap("load", lap)
     cursor.execute("DELETE FROM rucio.sync_rejects")
     cursor.execute(f"""
@@ -503,22 +610,24 @@ def _load(cursor: Any, sources: Sequence[Any], table: str, vo: str, published: s
     report.rejected = cursor.rowcount
     report.added = report.records - report.rejected
     lap = report.lap("sort out", lap)
-    if indexes:
-        _remake_indexes(cursor, published, indexes)
-        report.lap("index", lap)
+    _remake_indexes(cursor, published, indexes)
+    report.lap("index", lap)
 
 
-def _note_in_dachs(cursor: Any, published: str) -> None:
+def _note_in_dachs(cursor: Any, published: str, growth: int | None) -> None:
     """Tell DaCHS's own metadata: the data of the table's RD was updated now (its
     "Data updated", the registry record's date), and how many rows it has
-    (VOSI tables' nrows).  DaCHS reads them when it loads the RD."""
+    (VOSI tables' nrows: counted, or, with ``growth``, the known count changed
+    by that much).  DaCHS reads them when it loads the RD."""
     cursor.execute("SELECT to_regclass('dc.tablemeta') IS NOT NULL"
                    " AND to_regclass('dc.rdmeta') IS NOT NULL")
     if not cursor.fetchone()[0]:
         return  # not a DaCHS database (tests of the sync alone)
     cursor.execute(f"""
-        UPDATE dc.tablemeta SET nrows = (SELECT count(*) FROM {published})
-        WHERE tablename = %(table)s""", {"table": published})
+        UPDATE dc.tablemeta SET nrows = CASE WHEN %(growth)s::bigint IS NOT NULL
+            AND nrows IS NOT NULL THEN nrows + %(growth)s ELSE (SELECT count(*) FROM {published})
+            END
+        WHERE tablename = %(table)s""", {"table": published, "growth": growth})
     cursor.execute("""
         UPDATE dc.rdmeta SET data_updated = now() AT TIME ZONE 'UTC'
         WHERE sourcerd = (SELECT sourcerd FROM dc.tablemeta WHERE tablename = %(table)s)""",
@@ -545,11 +654,13 @@ _TYPES.update(access_estsize="bigint", content_length="bigint", calib_level="sma
 
 
 def _apply(cursor: Any, published: str, report: SyncReport, full: bool,
-           access_url: str = "s.access_url", only: Sequence[int] | None = None) -> None:
+           access_url: str = "s.access_url", only: Sequence[int] | None = None,
+           diffed: bool = False) -> None:
     """Step 4: deletions, rejections, updates and insertions, in the caller's transaction.
 
     ``access_url`` is the SQL for a row's access_url (over ``sync_rows s``);
-    ``only``: the record ids this sync is about (None: all).
+    ``only``: the record ids this sync is about (None: all); ``diffed``: the
+    records gone from the metadata are the ``gone`` of ``sync_diff``.
     """
     if only is not None:
         cursor.execute("CREATE TEMP TABLE sync_scope ON COMMIT DROP AS"
@@ -560,7 +671,10 @@ def _apply(cursor: Any, published: str, report: SyncReport, full: bool,
     # now unusable: out of the table.  (Separate statements, so that each is a
     # plain join the planner does in one pass.)
     report.deleted = 0
-    if only is None:
+    if diffed:
+        statements = [f"DELETE FROM {published} m WHERE m.meta_id IS NULL",
+                      f"DELETE FROM {published} m USING sync_diff g WHERE g.gone = m.meta_id"]
+    elif only is None:
         statements = [f"DELETE FROM {published} m WHERE m.meta_id IS NULL",
                       f"""DELETE FROM {published} m WHERE NOT EXISTS
                           (SELECT 1 FROM sync_keys k WHERE k.meta_id = m.meta_id)"""]
@@ -652,7 +766,11 @@ def _drop_indexes(cursor: Any, published: str) -> list[str]:
         JOIN pg_class c ON c.oid = i.indexrelid
         JOIN pg_namespace n ON n.oid = c.relnamespace
         LEFT JOIN pg_constraint k ON k.conindid = i.indexrelid AND k.conrelid = i.indrelid
-        WHERE i.indrelid = %(table)s::regclass""", {"table": published})
+        WHERE i.indrelid = %(table)s::regclass
+          -- what a foreign key depends on stays (as DaCHS keeps it)
+          AND NOT EXISTS (SELECT 1 FROM pg_constraint f
+                          WHERE f.contype = 'f' AND f.conindid = i.indexrelid)""",
+                   {"table": published})
     remakes = []
     for definition, clustered, qualified, name, constraint, constraint_def \
             in cursor.fetchall():

@@ -48,7 +48,7 @@ inline code here only calls into it. -->
 			s_ra="s_ra"
 			s_dec="s_dec"
 			s_fov="s_fov"
-			s_region="CASE WHEN s_fov &gt; 0 AND s_fov &lt; 180 THEN (SELECT spoly(spoint(radians(s_ra) + atan2(sin(a) * sin(r) * cos(d), cos(r) - sin(d) * sin(v)), v) ORDER BY a) FROM (SELECT radians(s_dec) AS d, radians(s_fov / 2) / cos(pi() / 8) AS r) AS field, generate_series(0, 7) AS k, LATERAL (SELECT radians(45 * k) AS a) AS bearing, LATERAL (SELECT asin(sin(d) * cos(r) + cos(d) * sin(r) * cos(a)) AS v) AS vertex) END"
+			s_region="CASE WHEN s_fov &gt; 0 AND s_fov &lt; 160 THEN (SELECT spoly(spoint(radians(s_ra) + atan2(sin(a) * sin(r) * cos(d), cos(r) - sin(d) * sin(v)), v) ORDER BY a) FROM (SELECT radians(least(greatest(s_dec, -89.99999), 89.99999)) AS d, atan(tan(radians(s_fov / 2)) / cos(pi() / 8)) AS r) AS field, generate_series(0, 7) AS k, LATERAL (SELECT radians(45 * k) AS a) AS bearing, LATERAL (SELECT asin(sin(d) * cos(r) + cos(d) * sin(r) * cos(a)) AS v) AS vertex) END"
 			t_min="t_min"
 			t_max="t_max"
 			em_min="em_min"
@@ -137,7 +137,9 @@ inline code here only calls into it. -->
 		<column name="meta_digest" type="text" ucd="meta.code"
 			tablehead="Digest" verbLevel="30"
 			description="Hash of the file's metadata record as published (kept by the sync)."/>
-		<index columns="meta_id"/>
+		<!-- With the digest, so that the sync compares the published rows with
+		the metadata in an index-only scan. -->
+		<index columns="meta_id,meta_digest"/>
 	</table>
 
 	<!-- dachs imp rucio/rucio is the sync of rucio-rd sync (rucio_rd.sync)

@@ -73,7 +73,7 @@ def write(stack: Stack, scope: str, name: str, data) -> None:
         cursor.execute(
             "INSERT INTO dids (vo, scope, name, data) VALUES ('def', %s, %s, %s)"
             " ON CONFLICT (scope, name) DO UPDATE SET data = EXCLUDED.data",
-            (scope, name, Json(data)))
+            (scope, name, None if data is None else Json(data)))
 
 
 def write_text(stack: Stack, scope: str, name: str, text: str) -> None:
@@ -139,6 +139,9 @@ def test_bad_records_are_skipped_counted_and_listed(stack: Stack, clean) -> None
     write(stack, "synctest", "huge.fits", GOOD | {"s_ra": 1e200})
     write(stack, "synctest", "damaged\nname.fits", GOOD)  # the notebook's second row
     write(stack, "synctest", "array.fits", [1, 2])
+    write(stack, "synctest", "no-data.fits", None)  # SQL NULL: the column allows it
+    # A level as Python's float() reads it: 2.0000000000000001 is 2.
+    write(stack, "synctest", "level.fits", GOOD | {"calib_level": "2.0000000000000001"})
     # Numbers a double cannot hold: too small is 0 (as Python has it), too large unusable;
     # neither may stop the sync of the others.
     write_text(stack, "synctest", "tiny.fits", '{"s_ra": 10.5, "s_dec": 1e-330,'
@@ -150,13 +153,19 @@ def test_bad_records_are_skipped_counted_and_listed(stack: Stack, clean) -> None
     assert published(stack, "synctest:vast.fits") is None
     assert published(stack, "synctest:good.fits") is not None
     assert published(stack, "synctest:string-ra.fits")[0] == 10.5
+    with psycopg2.connect(dbname=stack.layout.dachs_db, host="127.0.0.1",
+                          user="postgres") as connection, connection.cursor() as cursor:
+        cursor.execute("SELECT calib_level FROM rucio.main WHERE did = 'synctest:level.fits'")
+        assert cursor.fetchone() == (2,)
+    connection.close()
     for reason, did in [("s_ra is not a number", "synctest:text-ra.fits"),
                         ("s_dec is outside [-90, 90]", "synctest:far.fits"),
                         ("s_dec is not a number", "synctest:null-dec.fits"),
                         ("no access_url", "synctest:no-url.fits"),
                         ("s_ra is outside [0, 360)", "synctest:huge.fits"),
                         ("damaged DID (not a Rucio scope:name)", "synctest:damaged\nname.fits"),
-                        ("metadata is not a JSON object", "synctest:array.fits")]:
+                        ("metadata is not a JSON object", "synctest:array.fits"),
+                        ("metadata is not a JSON object", "synctest:no-data.fits")]:
         assert published(stack, did) is None
         line = next((line for line in out.splitlines() if reason in line), "")
         assert repr(did) in line, (reason, out)
@@ -359,16 +368,22 @@ def test_the_services_say_when_the_last_sync_ran_and_the_table_its_rows(stack: S
         last, nrows, count = cursor.fetchone()
     connection.close()
     assert nrows == count  # VOSI's nrows, as DaCHS keeps it
+    for service in ("cone", "dl"):
+        assert_data_updated(stack, service, last)
+
+
+def assert_data_updated(stack: Stack, service: str, last: datetime.datetime) -> None:
     deadline = time.monotonic() + 15  # the services read it at most every 5 s
     while True:
-        page = requests.get(stack.dachs.server_url + "/rucio/rucio/cone/info", timeout=30).text
+        page = requests.get(f"{stack.dachs.server_url}/rucio/rucio/{service}/info",
+                            timeout=30).text
         shown = [datetime.datetime.fromisoformat(text) for text in re.findall(
             r"Data updated.{0,400}?(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)", page, re.S)]
         # DaCHS shows whole seconds, rounded.
         if shown and abs(shown[0] - last).total_seconds() <= 1 or time.monotonic() > deadline:
             break
         time.sleep(1)
-    assert shown and abs(shown[0] - last).total_seconds() <= 1, (shown, last)
+    assert shown and abs(shown[0] - last).total_seconds() <= 1, (service, shown, last)
 
 
 def test_obscore_region_queries_find_a_file_by_its_field(stack: Stack, clean) -> None:
@@ -376,6 +391,7 @@ def test_obscore_region_queries_find_a_file_by_its_field(stack: Stack, clean) ->
 
     write(stack, "synctest", "field.fits", GOOD | {"s_ra": 150.0, "s_dec": 30.0, "s_fov": 1.0})
     write(stack, "synctest", "polar.fits", GOOD | {"s_ra": 45.0, "s_dec": 89.9, "s_fov": 1.0})
+    write(stack, "synctest", "pole.fits", GOOD | {"s_ra": 0.0, "s_dec": -90.0, "s_fov": 1.0})
     write(stack, "synctest", "pointlike.fits", GOOD | {"s_ra": 151.0, "s_dec": 30.0})
     synced(stack)
     tap = TAPService(stack.dachs.server_url + "/tap")
@@ -392,6 +408,10 @@ def test_obscore_region_queries_find_a_file_by_its_field(stack: Stack, clean) ->
         "synctest:field.fits"}
     # Around the pole, across RA 0/360: the footprint holds the pole itself.
     assert found("1 = CONTAINS(POINT('ICRS', 200.0, 90.0), s_region)") == {"synctest:polar.fits"}
+    # Centred on the pole: the whole field, whatever the RA.
+    for ra in (0.0, 100.0, 250.0):
+        assert found(f"1 = CONTAINS(POINT('ICRS', {ra}, -89.6), s_region)") == {
+            "synctest:pole.fits"}
     # Without a field size there is no footprint (s_region NULL); the position still finds it.
     assert found("s_region IS NULL") == {"synctest:pointlike.fits"}
     assert found("1 = CONTAINS(POINT('ICRS', s_ra, s_dec), CIRCLE('ICRS', 151.0, 30.0, 0.01))"
