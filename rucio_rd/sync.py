@@ -133,11 +133,20 @@ def _text(key: str) -> str:
             f" ELSE {text} END, '')")
 
 
-def digests_sql(table: str, only_ids: bool = False) -> str:
+def digests_sql(table: str, only_ids: bool = False, parted: bool = False) -> str:
     """The metadata side of step 1: ``meta_id, meta_digest`` of every record of the VO
-    (``%(vo)s``), or of those among ``%(ids)s``."""
-    where = " AND id IN (SELECT unnest(%(ids)s::bigint[]))" if only_ids else ""
-    return f"SELECT id, {_DIGEST} FROM {table} WHERE vo = %(vo)s AND id IS NOT NULL{where}"
+    (``%(vo)s``), or of those among ``%(ids)s``; ``parted`` as for :func:`rows_sql`."""
+    return f"SELECT id, {_DIGEST} FROM {table} WHERE {_where(only_ids, parted)}"
+
+
+def _where(only_ids: bool, parted: bool) -> str:
+    """Which records of the metadata table a query is about (see :func:`rows_sql`)."""
+    # Records without an id (Rucio's table always gives one) cannot be followed: left out.
+    where = "vo = %(vo)s AND id IS NOT NULL" + (
+        " AND id IN (SELECT unnest(%(ids)s::bigint[]))" if only_ids else "")
+    if parted:
+        where += " AND (id %% %(parts)s + %(parts)s) %% %(parts)s = %(part)s"
+    return where
 
 
 # The digest of a record: PostgreSQL's 64-bit hash of its JSON text (not of the jsonb
@@ -208,11 +217,7 @@ def rows_sql(table: str, only_ids: bool, parted: bool = False) -> str:
                                    *(f"{columns[name]} AS {name}" for name in SYNC_COLUMNS)])
     # A semi-join with the ids (hashed), not "= ANY", which compares every record with
     # every id; Rucio's table has no index on id.
-    # Records without an id (Rucio's table always gives one) cannot be followed: left out.
-    where = "vo = %(vo)s AND id IS NOT NULL" + (
-        " AND id IN (SELECT unnest(%(ids)s::bigint[]))" if only_ids else "")
-    if parted:
-        where += " AND (id %% %(parts)s + %(parts)s) %% %(parts)s = %(part)s"
+    where = _where(only_ids, parted)
     return f"""SELECT {select}
 FROM (
     SELECT *, {judged}
@@ -309,6 +314,7 @@ class _Lines:
 
     def __init__(self, descriptors: Sequence[int], failures: Sequence[BaseException]) -> None:
         self._failures = failures
+        self.source_failed = False  # set when a source's failure stopped the reading
         self._open = {descriptor: b"" for descriptor in descriptors}
         self._selector = selectors.DefaultSelector()
         for descriptor in descriptors:
@@ -325,6 +331,7 @@ class _Lines:
                     self._selector.unregister(descriptor)
                     os.close(descriptor)
                     if self._failures:  # it failed: the COPY in stops here
+                        self.source_failed = True
                         raise _SourceFailed
                     continue
                 cut = rest.rfind(b"\n") + 1
@@ -393,15 +400,16 @@ def _copy_between(sources: Sequence[tuple[Any, str]], target: Any, into: str,
                                size=1 << 17)
             copied = cursor.rowcount
     except BaseException as exc:
-        if not isinstance(exc, _SourceFailed):  # the COPY in failed: stop the sources
+        # (psycopg2 turns the exception of read() into one of its own.)
+        if not lines.source_failed:  # the COPY in failed: stop the sources
             for source, _ in sources:
                 try:
                     source.cancel()
                 except Exception:  # noqa: BLE001, S110 - a source already done or gone
                     pass
         stop()
-        if isinstance(exc, _SourceFailed):  # the cause, not what it did to the COPY in
-            raise failure[0] from None
+        if lines.source_failed:  # the cause, not what it did to the COPY in
+            raise failure[0] from exc
         raise  # the COPY in's own failure; the sources' are its consequences
     stop()
     if failure:
@@ -463,7 +471,10 @@ def sync(meta: Any, dachs: Any, *, table: str, vo: str = "def", full: bool = Fal
             with _shared_snapshot(meta, connect, streams) as sources:
                 _load(cursor, sources, table, vo, published, server_url, report)
         else:
-            _sync_rows(cursor, meta, table, vo, full, published, server_url, only, report)
+            with _shared_snapshot(meta, connect if only is None and not full else None,
+                                  streams) as sources:
+                _sync_rows(cursor, sources, table, vo, full, published, server_url, only,
+                           report)
         lap = time.monotonic()
         _report_rejects(cursor, report, examples)
         report.seconds = time.monotonic() - started
@@ -482,10 +493,12 @@ def sync(meta: Any, dachs: Any, *, table: str, vo: str = "def", full: bool = Fal
     return report
 
 
-def _sync_rows(cursor: Any, meta: Any, table: str, vo: str, full: bool, published: str,
-               server_url: str | None, only: Sequence[int] | None,
+def _sync_rows(cursor: Any, sources: Sequence[Any], table: str, vo: str, full: bool,
+               published: str, server_url: str | None, only: Sequence[int] | None,
                report: SyncReport) -> None:
-    """Steps 1 to 4 of the module's text, into a published table that has rows."""
+    """Steps 1 to 4 of the module's text, into a published table that has rows; the
+    digests of an incremental sync are read with all of ``sources`` at once."""
+    meta = sources[0]
     columns = ", ".join(f"{name} {_TYPES[name]}" for name in SYNC_COLUMNS)
     cursor.execute("CREATE TEMP TABLE sync_keys (meta_id bigint, meta_digest text)"
                    " ON COMMIT DROP;"
@@ -500,9 +513,12 @@ def _sync_rows(cursor: Any, meta: Any, table: str, vo: str, full: bool, publishe
         cursor.execute("CREATE INDEX ON sync_keys (meta_id); ANALYZE sync_keys")
         lap = report.lap("fetch", lap)
     else:
-        keys = {"vo": vo} if only is None else {"vo": vo, "ids": list(only)}
-        _copy_between([(meta, _statement(meta, digests_sql(table, only is not None), keys))],
-                      cursor.connection, "sync_keys")
+        keys: dict[str, Any] = {"vo": vo, "parts": len(sources)}
+        if only is not None:
+            keys["ids"] = list(only)
+        _copy_between([(source, _statement(source, digests_sql(table, only is not None, True),
+                                           {**keys, "part": part}))
+                       for part, source in enumerate(sources)], cursor.connection, "sync_keys")
         cursor.execute("CREATE INDEX ON sync_keys (meta_id); ANALYZE sync_keys")
         lap = report.lap("digests", lap)
         cursor.execute("SELECT count(*) FROM sync_keys")
@@ -512,12 +528,13 @@ def _sync_rows(cursor: Any, meta: Any, table: str, vo: str, full: bool, publishe
         # In one pass over both (an index-only scan of the published side): what to
         # fetch, new or changed records not rejected as they are now, and what is
         # gone from the metadata.
+        # (A captured sync is about its records only: nothing else is gone.)
         cursor.execute(f"""
             CREATE TEMP TABLE sync_diff ON COMMIT DROP AS
             SELECT k.meta_id AS wanted, CASE WHEN k.meta_id IS NULL THEN m.meta_id END AS gone
             FROM sync_keys k
-            FULL JOIN (SELECT meta_id, meta_digest FROM {published}
-                       WHERE meta_id IS NOT NULL) m ON m.meta_id = k.meta_id
+            {"FULL" if only is None else "LEFT"} JOIN (SELECT meta_id, meta_digest
+                FROM {published} WHERE meta_id IS NOT NULL) m ON m.meta_id = k.meta_id
             LEFT JOIN rucio.sync_rejects r ON r.meta_id = k.meta_id
             WHERE k.meta_id IS NULL
                OR (m.meta_digest IS DISTINCT FROM k.meta_digest
@@ -558,8 +575,16 @@ def _shared_snapshot(meta: Any, connect: Callable[[], Any] | None,
                 source.set_session(readonly=True, autocommit=True)
         with meta.cursor() as cursor:
             cursor.execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-            cursor.execute("SELECT pg_export_snapshot()")
-            snapshot = cursor.fetchone()[0]
+            if len(sources) > 1:
+                try:  # (not in a savepoint: a subtransaction cannot export)
+                    cursor.execute("SELECT pg_export_snapshot()")
+                    snapshot = cursor.fetchone()[0]
+                except Exception:  # noqa: BLE001 - a server that cannot (a standby): one stream
+                    cursor.execute("ROLLBACK")
+                    cursor.execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+                    for source in sources[1:]:
+                        source.close()
+                    del sources[1:]
         for source in sources[1:]:
             with source.cursor() as cursor:
                 cursor.execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")

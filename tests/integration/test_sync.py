@@ -291,6 +291,22 @@ def test_a_full_sync_refills_an_emptied_table_with_its_indexes(stack: Stack) -> 
     indexes = dachs_query(stack, "SELECT indexname FROM pg_indexes WHERE schemaname = 'rucio'"
                                  " AND tablename = 'main' ORDER BY 1")
     dachs_query(stack, "DELETE FROM rucio.main")
+    # The metadata database cancels the bulk load's reads part-way: the sync says
+    # so (the source's error, not a broken pipe) and the table is as it was.
+    with meta(stack) as connection, connection.cursor() as cursor:
+        cursor.execute(f"ALTER DATABASE {stack.layout.meta_db} SET statement_timeout = 1")
+    try:
+        failed = run_sync(stack, "--full")
+    finally:
+        with meta(stack) as connection, connection.cursor() as cursor:
+            cursor.execute(f"ALTER DATABASE {stack.layout.meta_db} RESET statement_timeout")
+    assert failed.returncode == 1, failed.stdout + failed.stderr
+    assert "statement timeout" in failed.stderr and "Traceback" not in failed.stderr, \
+        failed.stderr
+    assert "the published table is unchanged" in failed.stderr
+    assert published_count(stack) == 0
+    assert dachs_query(stack, "SELECT indexname FROM pg_indexes WHERE schemaname = 'rucio'"
+                              " AND tablename = 'main' ORDER BY 1") == indexes
     out = synced(stack, "--full")
     assert f"{before} added" in out, out
     assert published_count(stack) == before
