@@ -461,6 +461,8 @@ def sync(meta: Any, dachs: Any, *, table: str, vo: str = "def", full: bool = Fal
     with dachs.cursor() as cursor:
         # One sync at a time (a scheduled one beside a follower): the second waits.
         cursor.execute("SELECT pg_advisory_xact_lock(%s)", (SYNC_LOCK,))
+        # Joins of a million keys in memory, not in batches on disk.
+        cursor.execute("SET LOCAL work_mem = '256MB'")
         cursor.execute("SELECT to_regclass('rucio.sync_rejects') IS NULL"
                        " OR to_regclass('rucio.sync_runs') IS NULL")
         if cursor.fetchone()[0]:
@@ -516,13 +518,13 @@ def _sync_rows(cursor: Any, sources: Sequence[Any], table: str, vo: str, full: b
         keys: dict[str, Any] = {"vo": vo, "parts": len(sources)}
         if only is not None:
             keys["ids"] = list(only)
-        _copy_between([(source, _statement(source, digests_sql(table, only is not None, True),
-                                           {**keys, "part": part}))
-                       for part, source in enumerate(sources)], cursor.connection, "sync_keys")
-        cursor.execute("CREATE INDEX ON sync_keys (meta_id); ANALYZE sync_keys")
+        report.records = _copy_between(
+            [(source, _statement(source, digests_sql(table, only is not None, True),
+                                 {**keys, "part": part}))
+             for part, source in enumerate(sources)], cursor.connection, "sync_keys")
+        # (No index: the keys are only ever joined as a whole, by hash.)
+        cursor.execute("ANALYZE sync_keys")
         lap = report.lap("digests", lap)
-        cursor.execute("SELECT count(*) FROM sync_keys")
-        report.records = cursor.fetchone()[0]
         if only is None:
             _refuse_mass_deletion(cursor, published, report.records, vo)
         # In one pass over both (an index-only scan of the published side): what to
