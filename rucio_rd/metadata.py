@@ -3,22 +3,20 @@
 Rucio's POSTGRES_JSON did-meta plugin keeps one row per DID in a PostgreSQL
 table (``scope``, ``name``, ``data`` as JSONB).  A record becomes a row when
 its JSON carries usable ``s_ra``/``s_dec`` (degrees) and an ``access_url``;
-the other ObsCore fields are taken where present.  Bad records are skipped and
-counted with their reason, never raised: one broken record must not stop the
-rest of an import.
+the other ObsCore fields are taken where present; an unusable record raises
+:class:`BadRecordError` with the reason.
 
-The pure part (:func:`row_from_record`, :func:`rows_from_records`) needs no
-database; :func:`read_metadata_table` is the only function doing I/O.
+These are the rules in Python, the reference: the sync (:mod:`rucio_rd.sync`)
+applies them in SQL, inside PostgreSQL, and a test holds the two together
+record by record (``tests/integration/test_sync_rules.py``).
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import re
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote
 
@@ -28,12 +26,9 @@ __all__ = [
     "BOOKKEEPING_COLUMNS",
     "DATALINK_PATH",
     "ROW_COLUMNS",
-    "BadRecord",
-    "ImportReport",
+    "BadRecordError",
     "datalink_access_url",
-    "read_metadata_table",
     "row_from_record",
-    "rows_from_records",
 ]
 
 #: Where the RD rucio/rucio serves its DataLink service on a DaCHS server.
@@ -88,40 +83,6 @@ _NAME = re.compile(NAME_PATTERN)
 
 class BadRecordError(ValueError):
     """A record that cannot become a row; the message says why."""
-
-
-@dataclass(frozen=True)
-class BadRecord:
-    did: str
-    reason: str
-
-
-@dataclass
-class ImportReport:
-    """What an import read, published and skipped."""
-
-    read: int = 0
-    published: int = 0
-    skipped: int = 0
-    bad_records: list[BadRecord] = field(default_factory=list)
-    # Optional fields that were present but unusable and so left NULL.
-    dropped_fields: int = 0
-    max_listed: int = 20
-
-    def skip(self, did: str, reason: str) -> None:
-        self.skipped += 1
-        # max_listed = 0 means no limit (the configuration documents it so).
-        if not self.max_listed or len(self.bad_records) < self.max_listed:
-            self.bad_records.append(BadRecord(did, reason))
-
-    def summary(self) -> str:
-        text = (
-            f"read {self.read} metadata records, published {self.published},"
-            f" skipped {self.skipped}"
-        )
-        if self.dropped_fields:
-            text += f", {self.dropped_fields} unusable optional fields left empty"
-        return text
 
 
 def _number(value: Any, what: str) -> float:
@@ -249,64 +210,3 @@ def row_from_record(
         except BadRecordError:
             dropped += 1
     return row, dropped
-
-
-def rows_from_records(
-    records: Iterable[tuple[str, str, Any]],
-    report: ImportReport,
-    access_url_for: Callable[[str], str] | None = None,
-) -> Iterator[dict[str, Any]]:
-    """Yield a row for every usable ``(scope, name, data[, meta_id])``; count the rest.
-
-    With ``meta_id`` (the record's id in Rucio's table) the row carries it and
-    the MD5 of ``data`` (its JSON text), which the incremental sync
-    (:mod:`rucio_rd.sync`) compares.
-    """
-    for scope, name, data, *extra in records:
-        report.read += 1
-        try:
-            row, dropped = row_from_record(scope, name, data, access_url_for)
-        except BadRecordError as exc:
-            report.skip(f"{scope}:{name}", str(exc))
-            continue
-        except (ValueError, TypeError, OverflowError, RecursionError) as exc:
-            # Whatever else a record can do wrong, it must not end the import.
-            report.skip(f"{scope}:{name}", f"unreadable record ({type(exc).__name__})")
-            continue
-        report.dropped_fields += dropped
-        report.published += 1
-        row["meta_id"] = extra[0] if extra else None
-        row["meta_digest"] = (hashlib.md5(data.encode("utf-8")).hexdigest()
-                              if extra and isinstance(data, str) else None)
-        yield row
-
-
-def read_metadata_table(
-    dsn: str, table: str, vo: str = "def", batch_size: int = 5000
-) -> Iterator[tuple[str, str, Any, int]]:
-    """Stream ``(scope, name, data, id)`` from the did-meta table.
-
-    The JSON comes back as text so that one broken value is a bad record
-    here rather than a driver error that would end the whole read.  A
-    server-side cursor keeps memory flat for millions of rows.
-    """
-    import psycopg2
-    from psycopg2 import sql
-
-    parts = table.split(".")
-    identifier = sql.Identifier(*parts)
-    connection = psycopg2.connect(dsn, connect_timeout=10)
-    try:
-        connection.set_session(readonly=True)
-        with connection.cursor(name="rucio_rd_metadata") as cursor:
-            cursor.itersize = batch_size
-            cursor.execute(
-                sql.SQL(
-                    "SELECT scope, name, data::text, id FROM {} WHERE vo = %s"
-                    " ORDER BY scope, name"
-                ).format(identifier),
-                (vo,),
-            )
-            yield from cursor
-    finally:
-        connection.close()

@@ -1,4 +1,4 @@
-"""Unit tests for the pure part of rucio_rd.metadata: records to rows, and the import report."""
+"""Unit tests of rucio_rd.metadata: the rules that turn a metadata record into a row."""
 
 from __future__ import annotations
 
@@ -9,12 +9,9 @@ import pytest
 
 from rucio_rd.metadata import (
     ROW_COLUMNS,
-    BadRecord,
     BadRecordError,
-    ImportReport,
     datalink_access_url,
     row_from_record,
-    rows_from_records,
 )
 
 GOOD: dict[str, Any] = {
@@ -381,98 +378,14 @@ def test_calib_level_out_of_range_is_dropped_but_record_kept(level: Any) -> None
     assert dropped == 1
 
 
-# --- rows_from_records and ImportReport -----------------------------------------------
-
-
-def test_rows_from_records_counts_read_published_and_skipped() -> None:
-    records = [
-        ("s", "good1", GOOD),
-        ("s", "no-coords", {"access_url": "u"}),
-        ("s", "good2", json.dumps(record(s_fov="x"))),
-        ("s", "broken", "{"),
-        ("s", "list", "[]"),
-    ]
-    report = ImportReport()
-    rows = list(rows_from_records(records, report))
-    assert [row["name"] for row in rows] == ["good1", "good2"]
-    assert (report.read, report.published, report.skipped) == (5, 2, 3)
-    assert report.dropped_fields == 1
-    assert [bad.did for bad in report.bad_records] == ["s:no-coords", "s:broken", "s:list"]
-    assert report.bad_records[0] == BadRecord("s:no-coords", "no s_ra/s_dec")
-    assert "not valid JSON" in report.bad_records[1].reason
-
-
-def test_record_without_coordinates_is_skipped_and_counted() -> None:
-    report = ImportReport()
-    assert list(rows_from_records([("s", "n", {"access_url": "u"})], report)) == []
-    assert (report.read, report.published, report.skipped) == (1, 0, 1)
-
-
-def test_rows_from_records_is_lazy() -> None:
-    report = ImportReport()
-    rows = rows_from_records([("s", "a", GOOD), ("s", "b", GOOD)], report)
-    assert report.read == 0
-    next(rows)
-    assert (report.read, report.published) == (1, 1)
-
-
-def test_rows_from_records_with_no_records() -> None:
-    report = ImportReport()
-    assert list(rows_from_records([], report)) == []
-    assert (report.read, report.published, report.skipped) == (0, 0, 0)
-    assert report.summary() == "read 0 metadata records, published 0, skipped 0"
-
-
-def test_bad_records_list_is_capped_at_max_listed_but_all_are_counted() -> None:
-    report = ImportReport(max_listed=3)
-    records = [("s", f"bad{i}", "{") for i in range(10)] + [("s", "ok", GOOD)]
-    assert len(list(rows_from_records(records, report))) == 1
-    assert report.skipped == 10
-    assert len(report.bad_records) == 3
-    assert [bad.did for bad in report.bad_records] == ["s:bad0", "s:bad1", "s:bad2"]
-
-
-def test_default_max_listed_is_twenty() -> None:
-    report = ImportReport()
-    for i in range(25):
-        report.skip(f"s:{i}", "why")
-    assert report.skipped == 25
-    assert len(report.bad_records) == 20
-
-
-def test_max_listed_zero_means_no_limit() -> None:
-    report = ImportReport(max_listed=0)
-    for i in range(3):
-        report.skip(f"s:{i}", "why")
-    assert len(report.bad_records) == 3
-
-
-def test_summary_without_dropped_fields() -> None:
-    report = ImportReport(read=10, published=7, skipped=3)
-    assert report.summary() == "read 10 metadata records, published 7, skipped 3"
-
-
-def test_summary_mentions_dropped_fields() -> None:
-    report = ImportReport(read=2, published=2, dropped_fields=4)
-    assert report.summary() == (
-        "read 2 metadata records, published 2, skipped 0,"
-        " 4 unusable optional fields left empty"
-    )
-
-
 # --- records built to break the importer (from the review) ----------------------------
 
 
 def test_coordinate_too_large_for_a_float_is_skipped() -> None:
     # jsonb prints 1e400 as a 401-digit integer; float() of that overflows.
     huge = "1" + "0" * 400
-    report = ImportReport()
-    rows = list(rows_from_records(
-        [("s", "a", f'{{"s_ra": {huge}, "s_dec": 0, "access_url": "u"}}'),
-         ("s", "b", '{"s_ra": 1, "s_dec": 2, "access_url": "u"}')], report))
-    assert [row["name"] for row in rows] == ["b"]
-    assert report.skipped == 1
-    assert "too large" in report.bad_records[0].reason
+    with pytest.raises(BadRecordError, match="too large"):
+        row_from_record("s", "a", f'{{"s_ra": {huge}, "s_dec": 0, "access_url": "u"}}')
 
 
 def test_content_length_too_large_for_a_float_is_dropped_not_fatal() -> None:
@@ -483,17 +396,21 @@ def test_content_length_too_large_for_a_float_is_dropped_not_fatal() -> None:
 
 def test_integer_beyond_pythons_digit_limit_is_skipped() -> None:
     text = '{"s_ra": ' + "1" * 5000 + ', "s_dec": 0, "access_url": "u"}'
-    report = ImportReport()
-    assert list(rows_from_records([("s", "a", text)], report)) == []
-    assert report.skipped == 1
-    assert "cannot be read as JSON" in report.bad_records[0].reason
+    with pytest.raises(BadRecordError, match="cannot be read as JSON"):
+        row_from_record("s", "a", text)
 
 
 def test_deeply_nested_json_is_skipped() -> None:
     text = '{"s_ra": 1, "s_dec": 2, "access_url": "u", "x": ' + "[" * 100_000 + "]" * 100_000 + "}"
-    report = ImportReport()
-    assert list(rows_from_records([("s", "a", text)], report)) == []
-    assert report.skipped == 1
+    with pytest.raises(BadRecordError, match="nested too deep"):
+        row_from_record("s", "a", text)
+
+
+def test_broken_json_and_non_objects_are_bad_records() -> None:
+    with pytest.raises(BadRecordError, match="not valid JSON"):
+        row_from_record("s", "a", "{")
+    with pytest.raises(BadRecordError, match="not an object"):
+        row_from_record("s", "a", "[]")
 
 
 # --- the published access_url ---------------------------------------------------------
@@ -519,9 +436,3 @@ def test_access_url_for_still_needs_an_access_url_in_the_metadata() -> None:
     with pytest.raises(BadRecordError, match="no access_url"):
         row_from_record("scope", "file.fits", record(access_url=None),
                         access_url_for=lambda did: "http://here/" + did)
-
-
-def test_rows_from_records_passes_access_url_for_through() -> None:
-    rows = list(rows_from_records([("s", "a.fits", record())], ImportReport(),
-                                  access_url_for=lambda did: "dl:" + did))
-    assert [row["access_url"] for row in rows] == ["dl:s:a.fits"]
