@@ -26,6 +26,7 @@ __all__ = [
     "BOOKKEEPING_COLUMNS",
     "DATALINK_PATH",
     "ROW_COLUMNS",
+    "WHITESPACE",
     "BadRecordError",
     "datalink_access_url",
     "row_from_record",
@@ -77,6 +78,8 @@ _OPTIONAL_TEXT = (
 _OPTIONAL_FLOAT = ("s_fov", "t_min", "t_max", "em_min", "em_max")
 _MAX_TEXT = 4096
 _MAX_BIGINT = 2**63 - 1
+#: What Python's str.strip() takes away (and so the sync's SQL too): Unicode whitespace.
+WHITESPACE = "".join(chr(code) for code in range(0x3001) if chr(code).isspace())
 _SCOPE = re.compile(SCOPE_PATTERN)
 _NAME = re.compile(NAME_PATTERN)
 
@@ -96,7 +99,9 @@ def _number(value: Any, what: str) -> float:
     except OverflowError:
         raise BadRecordError(f"{what} is a number too large for a float") from None
     if not math.isfinite(number):
-        raise BadRecordError(f"{what} is {value!r}, not a finite number")
+        if isinstance(value, _JsonNumber):  # a JSON number beyond a double's range
+            raise BadRecordError(f"{what} is a number too large for a float")
+        raise BadRecordError(f"{what} is {str(value)[:40]!r}, not a finite number")
     return number
 
 
@@ -104,7 +109,7 @@ def _text(value: Any) -> str | None:
     if value is None:
         return None
     if isinstance(value, str):
-        text = value.strip()
+        text = value.strip(WHITESPACE)
     elif isinstance(value, int | float) and not isinstance(value, bool):
         text = str(value)
     else:
@@ -114,12 +119,19 @@ def _text(value: Any) -> str | None:
     return text[:_MAX_TEXT] or None
 
 
+class _JsonNumber(str):
+    """A JSON number kept as its text: float() of it where a number is wanted, the
+    text itself where text is (as PostgreSQL's ``->>`` gives it)."""
+
+    __slots__ = ()
+
+
 def _parse_data(data: Any) -> dict[str, Any]:
     if isinstance(data, bytes | bytearray | memoryview):
         data = bytes(data).decode("utf-8", errors="replace")
     if isinstance(data, str):
         try:
-            data = json.loads(data)
+            data = json.loads(data, parse_int=_JsonNumber, parse_float=_JsonNumber)
         except json.JSONDecodeError as exc:
             raise BadRecordError(f"metadata is not valid JSON ({exc.msg})") from None
         except (ValueError, RecursionError) as exc:
@@ -127,7 +139,8 @@ def _parse_data(data: Any) -> dict[str, Any]:
             reason = "nested too deep" if isinstance(exc, RecursionError) else str(exc)[:80]
             raise BadRecordError(f"metadata cannot be read as JSON ({reason})") from None
     if not isinstance(data, dict):
-        raise BadRecordError(f"metadata is a JSON {type(data).__name__}, not an object")
+        kind = "number" if isinstance(data, _JsonNumber) else type(data).__name__
+        raise BadRecordError(f"metadata is a JSON {kind}, not an object")
     return data
 
 

@@ -40,7 +40,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from rucio_rd.metadata import BOOKKEEPING_COLUMNS, DATALINK_PATH, ROW_COLUMNS
+from rucio_rd.metadata import BOOKKEEPING_COLUMNS, DATALINK_PATH, ROW_COLUMNS, WHITESPACE
 from rucio_rd.model import NAME_MAX, NAME_PATTERN, SCOPE_MAX, SCOPE_PATTERN
 
 __all__ = [
@@ -122,7 +122,7 @@ def _trimmed(key: str) -> str:
     return (f"CASE WHEN {text} IS NULL OR (ascii({text}) IN (116, 102, 123, 91)"
             f" AND ({text} IN ('true', 'false') OR ascii({text}) IN (123, 91))"
             f" AND jsonb_typeof(d->{_literal(key)}) <> 'string') THEN NULL"
-            f" ELSE btrim({text}, E' \\t\\n\\r\\f\\v') END")
+            f" ELSE btrim({text}, {_literal(WHITESPACE)}) END")
 
 
 def _text(key: str) -> str:
@@ -195,8 +195,9 @@ def rows_sql(table: str, only_ids: bool, parted: bool = False) -> str:
         WHEN url_length > {_MAX_TEXT} THEN 'access_url is longer than {_MAX_TEXT} characters'
         WHEN v_access_url IS NULL THEN 'no access_url'
     END"""
+    # Below 2**63, as a double (bigint's range, as in Python).
     byte_count = ("f_content_length >= 0 AND f_content_length = trunc(f_content_length)"
-                  " AND f_content_length < 9.2e18")
+                  " AND f_content_length < 9223372036854775808::float8")
     columns = {
         "did": "scope || ':' || name",
         "scope": "scope",
@@ -361,6 +362,7 @@ def _copy_between(sources: Sequence[tuple[Any, str]], target: Any, into: str,
     failure is raised.
     """
     failure: list[BaseException] = []
+    stopping = threading.Event()  # failures from here on are what stopping the sources did
 
     def produce(source: Any, statement: str, write_end: int) -> None:
         sink = os.fdopen(write_end, "wb", buffering=1 << 17)
@@ -369,7 +371,8 @@ def _copy_between(sources: Sequence[tuple[Any, str]], target: Any, into: str,
                 cursor.copy_expert(f"COPY ({statement}) TO STDOUT WITH (ENCODING 'UTF8')",
                                    sink)
         except BaseException as exc:  # noqa: BLE001 - handed to the caller
-            failure.append(exc)  # before the pipe closes: the reader then knows
+            if not stopping.is_set():
+                failure.append(exc)  # before the pipe closes: the reader then knows
         finally:
             try:
                 sink.close()
@@ -400,14 +403,16 @@ def _copy_between(sources: Sequence[tuple[Any, str]], target: Any, into: str,
                                size=1 << 17)
             copied = cursor.rowcount
     except BaseException as exc:
-        # (psycopg2 turns the exception of read() into one of its own.)
-        if not lines.source_failed:  # the COPY in failed: stop the sources
-            for source, _ in sources:
-                try:
-                    source.cancel()
-                except Exception:  # noqa: BLE001, S110 - a source already done or gone
-                    pass
+        # Stop every source still sending (a finished one ignores it), so that none
+        # is left in the middle of its COPY.
+        stopping.set()
+        for source, _ in sources:
+            try:
+                source.cancel()
+            except Exception:  # noqa: BLE001, S110 - a source already done or gone
+                pass
         stop()
+        # (psycopg2 turns the exception of read() into one of its own.)
         if lines.source_failed:  # the cause, not what it did to the COPY in
             raise failure[0] from exc
         raise  # the COPY in's own failure; the sources' are its consequences
@@ -470,13 +475,10 @@ def sync(meta: Any, dachs: Any, *, table: str, vo: str = "def", full: bool = Fal
         cursor.execute(f"SELECT EXISTS (SELECT 1 FROM {published})")
         if only is None and not cursor.fetchone()[0]:
             report.mode = "bulk"
-            with _shared_snapshot(meta, connect, streams) as sources:
-                _load(cursor, sources, table, vo, published, server_url, report)
+            _load(cursor, meta, connect, streams, table, vo, published, server_url, report)
         else:
-            with _shared_snapshot(meta, connect if only is None and not full else None,
-                                  streams) as sources:
-                _sync_rows(cursor, sources, table, vo, full, published, server_url, only,
-                           report)
+            _sync_rows(cursor, meta, connect if only is None else None, streams, table, vo,
+                       full, published, server_url, only, report)
         lap = time.monotonic()
         _report_rejects(cursor, report, examples)
         report.seconds = time.monotonic() - started
@@ -495,12 +497,11 @@ def sync(meta: Any, dachs: Any, *, table: str, vo: str = "def", full: bool = Fal
     return report
 
 
-def _sync_rows(cursor: Any, sources: Sequence[Any], table: str, vo: str, full: bool,
-               published: str, server_url: str | None, only: Sequence[int] | None,
-               report: SyncReport) -> None:
+def _sync_rows(cursor: Any, meta: Any, connect: Callable[[], Any] | None, streams: int,
+               table: str, vo: str, full: bool, published: str, server_url: str | None,
+               only: Sequence[int] | None, report: SyncReport) -> None:
     """Steps 1 to 4 of the module's text, into a published table that has rows; the
-    digests of an incremental sync are read with all of ``sources`` at once."""
-    meta = sources[0]
+    digests of an incremental sync are read in ``streams`` at once (see :func:`sync`)."""
     columns = ", ".join(f"{name} {_TYPES[name]}" for name in SYNC_COLUMNS)
     cursor.execute("CREATE TEMP TABLE sync_keys (meta_id bigint, meta_digest text)"
                    " ON COMMIT DROP;"
@@ -515,13 +516,15 @@ def _sync_rows(cursor: Any, sources: Sequence[Any], table: str, vo: str, full: b
         cursor.execute("CREATE INDEX ON sync_keys (meta_id); ANALYZE sync_keys")
         lap = report.lap("fetch", lap)
     else:
-        keys: dict[str, Any] = {"vo": vo, "parts": len(sources)}
+        keys: dict[str, Any] = {"vo": vo}
         if only is not None:
             keys["ids"] = list(only)
-        report.records = _copy_between(
-            [(source, _statement(source, digests_sql(table, only is not None, True),
-                                 {**keys, "part": part}))
-             for part, source in enumerate(sources)], cursor.connection, "sync_keys")
+        with _shared_snapshot(meta, connect, streams) as sources:
+            keys["parts"] = len(sources)
+            report.records = _copy_between(
+                [(source, _statement(source, digests_sql(table, only is not None, True),
+                                     {**keys, "part": part}))
+                 for part, source in enumerate(sources)], cursor.connection, "sync_keys")
         # (No index: the keys are only ever joined as a whole, by hash.)
         cursor.execute("ANALYZE sync_keys")
         lap = report.lap("digests", lap)
@@ -566,48 +569,67 @@ def _shared_snapshot(meta: Any, connect: Callable[[], Any] | None,
                      streams: int) -> Iterator[list[Any]]:
     """``meta`` and ``streams - 1`` more connections from ``connect``, each in a
     read-only transaction that sees the same snapshot of the metadata database
-    (so that the streams of a bulk load agree: no record twice, none lost).
-    The more connections are closed afterwards."""
+    (so that parallel streams agree: no record twice, none lost), for as long
+    as the ``with`` block reads.  A server (or pooler) that cannot share a
+    snapshot gets one stream.  The more connections are closed afterwards and
+    ``meta`` is back out of any transaction (or the error says it is not)."""
+    import psycopg2
+
     sources = [meta]
     try:
         if connect is not None:
-            sources += [connect() for _ in range(streams - 1)]
-        for source in sources:
-            if not source.autocommit:
-                source.set_session(readonly=True, autocommit=True)
-        with meta.cursor() as cursor:
-            cursor.execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-            if len(sources) > 1:
-                try:  # (not in a savepoint: a subtransaction cannot export)
+            for _ in range(streams - 1):
+                sources.append(connect())  # one at a time: all are closed, whatever fails
+        if len(sources) > 1:
+            try:
+                for source in sources[1:]:
+                    source.set_session(readonly=True, autocommit=True)
+                with meta.cursor() as cursor:
+                    cursor.execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
                     cursor.execute("SELECT pg_export_snapshot()")
                     snapshot = cursor.fetchone()[0]
-                except Exception:  # noqa: BLE001 - a server that cannot (a standby): one stream
-                    cursor.execute("ROLLBACK")
-                    cursor.execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-                    for source in sources[1:]:
-                        source.close()
-                    del sources[1:]
-        for source in sources[1:]:
-            with source.cursor() as cursor:
-                cursor.execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-                cursor.execute("SET TRANSACTION SNAPSHOT %s", (snapshot,))
+                for source in sources[1:]:
+                    with source.cursor() as cursor:
+                        cursor.execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+                        cursor.execute("SET TRANSACTION SNAPSHOT %s", (snapshot,))
+            except psycopg2.Error:
+                _end_reading(sources)
+                del sources[1:]
         yield sources
     finally:
+        _end_reading(sources)
+
+
+def _end_reading(sources: list[Any]) -> None:
+    """Roll back the read transactions of ``sources``; close all but the first, which
+    must end up out of any transaction (it is the caller's)."""
+    import psycopg2
+    from psycopg2.extensions import TRANSACTION_STATUS_IDLE
+
+    try:
         for source in sources:
+            if source.closed or source.info.transaction_status == TRANSACTION_STATUS_IDLE:
+                continue
             try:
                 with source.cursor() as cursor:
                     cursor.execute("ROLLBACK")  # it only read
-            except Exception:  # noqa: BLE001, S110 - a connection already broken
+            except psycopg2.Error:  # noqa: PERF203 - a broken connection: checked below
                 pass
+    finally:
         for source in sources[1:]:
             source.close()
+    meta = sources[0]
+    if not meta.closed and meta.info.transaction_status != TRANSACTION_STATUS_IDLE:
+        raise RuntimeError("the metadata connection could not end its read transaction")
 
 
-def _load(cursor: Any, sources: Sequence[Any], table: str, vo: str, published: str,
-          server_url: str | None, report: SyncReport) -> None:
+def _load(cursor: Any, meta: Any, connect: Callable[[], Any] | None, streams: int,
+          table: str, vo: str, published: str, server_url: str | None,
+          report: SyncReport) -> None:
     """A bulk load of every record into the empty ``published`` table.
 
-    The metadata connections each stream a share of the rows (:func:`load_sql`)
+    The metadata connections (``meta`` and ``streams - 1`` from ``connect``, on one
+    snapshot) each stream a share of the rows (:func:`load_sql`)
     straight into the table with one COPY, its indexes dropped and built
     afterwards in one go; the unusable records, which came along marked, move
     to ``rucio.sync_rejects`` before the indexes are built, in the same
@@ -619,12 +641,13 @@ def _load(cursor: Any, sources: Sequence[Any], table: str, vo: str, published: s
     cursor.execute("SET LOCAL maintenance_work_mem = '256MB'")
     indexes = _drop_indexes(cursor, published)
     prefix = None if server_url is None else _datalink_prefix(server_url)
-    statements = [(source, _statement(source, load_sql(table, parted=True),
-                                      {"vo": vo, "prefix": prefix, "parts": len(sources),
-                                       "part": part}))
-                  for part, source in enumerate(sources)]
-    report.records = report.fetched = _copy_between(
-        statements, cursor.connection, f"{published} ({', '.join(SYNC_COLUMNS)})")
+    with _shared_snapshot(meta, connect, streams) as sources:  # only while reading
+        statements = [(source, _statement(source, load_sql(table, parted=True),
+                                          {"vo": vo, "prefix": prefix, "parts": len(sources),
+                                           "part": part}))
+                      for part, source in enumerate(sources)]
+        report.records = report.fetched = _copy_between(
+            statements, cursor.connection, f"{published} ({', '.join(SYNC_COLUMNS)})")
     lap = report.lap("load", lap)
     cursor.execute("DELETE FROM rucio.sync_rejects")
     cursor.execute(f"""

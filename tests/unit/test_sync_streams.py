@@ -55,12 +55,24 @@ def test_every_pipe_is_read_to_its_end() -> None:
 
 def test_a_cut_last_line_of_a_failed_source_stops_the_reading() -> None:
     read_end, write_end = os.pipe()
-    failures = [RuntimeError("the metadata database went away")]
+    failures: list[BaseException] = []
     lines = _Lines([read_end], failures)
-    writer = _writer(write_end, [b"whole\n", b"cut"])
+
+    def fail_part_way() -> None:  # as a producer does: the failure noted, then the pipe closed
+        sink = os.fdopen(write_end, "wb", buffering=0)
+        sink.write(b"whole\n")
+        sink.write(b"cut")
+        failures.append(RuntimeError("the metadata database went away"))
+        sink.close()
+
+    writer = threading.Thread(target=fail_part_way)
+    writer.start()
+    chunks = []
     with pytest.raises(_SourceFailed):
-        _read_all(lines)
+        while chunk := lines.read(1 << 16):
+            chunks.append(chunk)
     writer.join()
+    assert b"".join(chunks) == b"whole\n"  # the cut line never reaches the COPY in
     assert lines.source_failed
     lines.close()
 
