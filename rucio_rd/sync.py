@@ -489,7 +489,8 @@ def sync(meta: Any, dachs: Any, *, table: str, vo: str = "def", full: bool = Fal
              report.deleted, report.rejected, report.seconds))
         cursor.execute("DELETE FROM rucio.sync_runs WHERE finished < now() - interval '30 days'")
         if report.mode == "bulk" or report.added or report.changed or report.deleted:
-            _note_in_dachs(cursor, published, None if report.mode == "bulk"
+            # A full sync counts afresh (the count DaCHS keeps may be an estimate).
+            _note_in_dachs(cursor, published, None if report.mode in ("bulk", "full")
                            else report.added - report.deleted)
     if commit:
         dachs.commit()
