@@ -7,11 +7,12 @@ Rucio's POSTGRES_JSON did-meta table (``id``, ``vo``, ``scope``, ``name``,
 first without a Python call per record:
 
 1. the metadata database computes, for every record of the VO, its id and
-   the MD5 of its JSON (:func:`digests_sql`); the list is streamed with COPY
-   into a temporary table of DaCHS's database;
-2. there, SQL compares it with the ``meta_id``/``meta_digest`` columns of the
-   published rows and with the records rejected before (``rucio.sync_rejects``):
-   what is new or changed is fetched, what is gone is deleted;
+   a hash of its JSON text (:func:`digests_sql`), read in parallel streams
+   on one snapshot; the list is streamed with COPY into a temporary table of
+   DaCHS's database;
+2. there, one join with the ``meta_id``/``meta_digest`` of the published rows
+   and the records rejected before (``rucio.sync_rejects``) finds what is
+   new or changed (to fetch) and what is gone (to delete);
 3. the metadata database turns the records to fetch into rows, validating
    them in SQL (:func:`rows_sql`: the rules of :mod:`rucio_rd.metadata`), and
    streams them with COPY into a second temporary table;
@@ -22,6 +23,10 @@ first without a Python call per record:
 commit of step 4 the published table is untouched, so a sync killed at any
 moment leaves it as it was, and readers (cone search, TAP) are never blocked:
 the changes are row updates, not a table rebuild.
+
+Into an empty published table (the first sync, ``dachs imp``) a sync is a
+bulk load instead (:func:`load_sql`): every record streamed straight into
+the table with one COPY, the indexes built afterwards.
 
 Nothing is installed in Rucio's database and the metadata connection only reads,
 unless the operator opts in to change capture (:mod:`rucio_rd.capture`).
