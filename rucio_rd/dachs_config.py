@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from rucio_rd import config
 
-__all__ = ["load_dachs_settings"]
+__all__ = ["load_dachs_settings", "sync_options"]
 
 
 def load_dachs_settings() -> config.Settings:
@@ -16,3 +16,16 @@ def load_dachs_settings() -> config.Settings:
     from gavo import base
 
     return config.load_settings(config.find_config_file(base.getConfig("rootDir")))
+
+
+def sync_options(settings: config.Settings) -> dict[str, object]:
+    """The keyword arguments of :func:`rucio_rd.sync.sync` that the settings and
+    DaCHS's ``[web] serverURL`` give (shared by ``rucio-rd sync`` and ``dachs imp``)."""
+    from gavo import base
+
+    server_url = (base.getConfig("web", "serverURL")
+                  if settings.metadata.access_url == "datalink" else None)
+    return {"table": settings.metadata.table, "vo": settings.metadata.vo,
+            "server_url": server_url,
+            # 0 names them all, as the configuration documents
+            "examples": settings.metadata.max_bad_records_reported or 2**31 - 1}

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from rucio_rd.dachs_config import load_dachs_settings
+from rucio_rd.dachs_config import load_dachs_settings, sync_options
 
 __all__ = ["load"]
 
@@ -26,19 +26,15 @@ def load(table: Any) -> None:
     from rucio_rd.sync import bulk_streams, printable_report, sync
 
     settings = load_dachs_settings()
-    server_url = (base.getConfig("web", "serverURL")
-                  if settings.metadata.access_url == "datalink" else None)
 
     def connect() -> Any:
         return psycopg2.connect(settings.metadata.dsn, connect_timeout=10)
 
     meta = connect()
     try:
-        report = sync(meta, table.connection, table=settings.metadata.table,
-                      vo=settings.metadata.vo, full=True, published=table.tableDef.getQName(),
-                      server_url=server_url, connect=connect, streams=bulk_streams(),
-                      commit=False,
-                      examples=settings.metadata.max_bad_records_reported or 2**31 - 1)
+        report = sync(meta, table.connection, full=True, published=table.tableDef.getQName(),
+                      connect=connect, streams=bulk_streams(), commit=False,
+                      **sync_options(settings))
     finally:
         meta.close()
     for line in printable_report(report).splitlines():

@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from rucio_rd.checks import redacted_dsn
     from rucio_rd.config import ConfigError
-    from rucio_rd.dachs_config import load_dachs_settings
+    from rucio_rd.dachs_config import load_dachs_settings, sync_options
 
     try:
         settings = load_dachs_settings()
@@ -60,12 +60,7 @@ def main(argv: list[str] | None = None) -> int:
               f" {' '.join(str(exc).split())}; the published table is unchanged",
               file=sys.stderr)
         return 1
-    server_url = (base.getConfig("web", "serverURL")
-                  if settings.metadata.access_url == "datalink" else None)
-    options = {"table": settings.metadata.table, "vo": settings.metadata.vo,
-               "server_url": server_url,
-               # 0 names them all, as for the import
-               "examples": settings.metadata.max_bad_records_reported or 2**31 - 1}
+    options = sync_options(settings)
     try:
         if args.install_capture or args.remove_capture:
             (capture.install if args.install_capture else capture.remove)(
