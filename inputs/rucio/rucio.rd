@@ -28,12 +28,12 @@ inline code here only calls into it. -->
 			One row per Rucio file (DID) whose metadata has s_ra, s_dec and
 			access_url; the access_url points to this server's DataLink service.
 		</meta>
-		<!-- q3c, not pgSphere: DaCHS's ivoa.obscore declares a q3c index on
-		s_ra, s_dec and turns positional ADQL on it into q3c_join, which only
-		a q3c index serves; the same index serves the cone search and TAP on
-		this table, and it builds in a seventh of the time of a pgSphere
-		GiST (1.4 s against 10 s at a million rows here). -->
-		<mixin>//scs#q3cindex</mixin>
+		<!-- pgSphere, not q3c: q3c builds in a seventh of the time (1.4 s
+		against 10 s at a million rows) and ivoa.obscore expects it, but its
+		cost estimates are so high (hundreds of thousands for a 0.1 degree
+		cone) that PostgreSQL's JIT compiles every cone search: 1.9 s each
+		instead of milliseconds. -->
+		<mixin>//scs#pgs-pos-index</mixin>
 		<mixin
 			calib_level="COALESCE(calib_level, 2)"
 			dataproduct_type="dataproduct_type"
