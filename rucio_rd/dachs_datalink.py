@@ -48,6 +48,8 @@ log = logging.getLogger("rucio_rd.datalink")
 
 CLIENT_KEY = "rucio_rd.client"
 DATALINK_TYPE = "application/x-votable+xml;content=datalink"
+#: What the results RESOURCE of a DataLink 1.1 answer names in its standardID INFO.
+DATALINK_STANDARD_ID = "ivo://ivoa.net/std/DataLink#links-1.1"
 
 # RESPONSEFORMATs answered (with the same VOTable), by their normalised spelling.
 _VOTABLE_FORMATS = {
@@ -362,7 +364,6 @@ class RucioDatalinkCore(datalink.DatalinkCore):
         adapted.descriptors, adapted.errors = [], []
         adapted.overflowed = result.overflowed
         adapted.choice_info = result.ranking
-        adapted.had_ids = result.had_ids
         return adapted
 
     def _main_table(self) -> str:
@@ -389,7 +390,9 @@ class RucioDatalinkCore(datalink.DatalinkCore):
             for endpoint in self.datalinkEndpoints)
         data = rsc.makeData(self.contract.getById("make_links"), forceSource=rows)
         data.setMeta("_type", "results")
-        return votablewrite.makeResource(votablewrite.VOTableContext(tablecoding="td"), data)
+        resource = votablewrite.makeResource(votablewrite.VOTableContext(tablecoding="td"), data)
+        # A MUST since DataLink 1.1 (section 3.3.1).
+        return resource[V.INFO(name="standardID", value=DATALINK_STANDARD_ID)]
 
     def _iterAccessResources(self, ctx: Any, service: Any) -> Any:
         for endpoint in self.datalinkEndpoints:
@@ -398,9 +401,8 @@ class RucioDatalinkCore(datalink.DatalinkCore):
     def runForMeta(self, service: Any, inputTable: Any, queryMeta: Any) -> Any:
         try:
             response_media_type(inputTable.getParam("responseformat"))
-            if not getattr(self, "had_ids", False):
-                raise base.ValidationError(
-                    "ID is mandatory: give one or more Rucio DIDs (scope:name)", "ID")
+            # Without any ID the answer is the normal document with no rows
+            # (DataLink 1.1, section 3.2.1: not an error).
             ctx = votablewrite.VOTableContext(tablecoding="td")
             vot = V.VOTABLE[
                 self.getDatalinksResource(ctx, service),

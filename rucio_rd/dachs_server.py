@@ -1,7 +1,7 @@
 """Server-wide fixes for the DaCHS process the plugin is loaded in.
 
 :func:`install_server_fixes` is called when the RD ``rucio/rucio`` loads.  It
-changes three classes of Twisted and DaCHS for the *whole* server process,
+changes four classes of Twisted and DaCHS for the *whole* server process,
 every service included, not only this plugin's.  Each fix is installed at most
 once per process; one that cannot be installed (a Twisted or DaCHS whose
 internals differ from Twisted 22.4 and DaCHS 2.7, which these were written
@@ -52,6 +52,16 @@ would without it.
    touched), and the pool hands out the next idle one or a new one.  A server
    that goes away between this check and the query still fails that query,
    and DaCHS's own recovery (renewing its pools) applies as before.
+
+4. ``gavo.svcs.common.QueryMeta._fillDbOptions`` reads a sort order that
+   names several columns (``a,b``) as those columns.  DaCHS takes a core's
+   ``defaultSortKey`` property as a comma-separated list where it fills in a
+   missing sort order (the cone search's ``scs.xml``), but its web forms offer
+   that same text as the first choice of their "Sort by" menu and send it back
+   as one key, which DaCHS then strips to a column name that does not exist
+   (``_r,meta_id`` became ``_rmeta_id``: every default form search failed).
+   Each value is now split on commas before DaCHS cleans the keys up; a
+   single column name, the only thing that worked before, is unchanged.
 
 What these do not do: connections accepted before the RD is loaded keep
 Nagle's algorithm for their lifetime (name ``rucio/rucio`` in DaCHS's
@@ -353,8 +363,32 @@ def _close_quietly(conn: Any) -> None:
         pass
 
 
+# ------------------------------------------------------------ sort keys
+
+def _install_sort_key_lists() -> None:
+    from gavo.svcs import common
+
+    query_meta = common.QueryMeta
+    _require(query_meta, ("_fillDbOptions",))
+
+    def make(original: Callable[..., Any]) -> Callable[..., Any]:
+        def _fillDbOptions(self: Any, args: Any) -> None:  # noqa: N802 - DaCHS's name
+            original(self, args)
+            self["dbSortKeys"] = _split_sort_keys(self["dbSortKeys"])
+        return _fillDbOptions
+
+    _replace(query_meta, "_fillDbOptions", "sort_key_lists", make)
+
+
+def _split_sort_keys(keys: Any) -> list[str]:
+    """The column names in DaCHS's sort keys, a value naming several (``a,b``) split up."""
+    return [part.strip() for key in keys or () for part in str(key).split(",")
+            if part.strip()]
+
+
 _FIXES: tuple[tuple[str, Callable[[], None]], ...] = (
     ("tcp_nodelay", _install_tcp_nodelay),
     ("request_head_answers", _install_request_head_answers),
     ("pool_validation", _install_pool_validation),
+    ("sort_key_lists", _install_sort_key_lists),
 )

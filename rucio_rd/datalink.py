@@ -106,14 +106,13 @@ class DatalinkAnswer:
     """The rows to render, how the ranking was made, and whether rows were cut.
 
     ``ranking`` is ``(sort method, explanation)`` for the ``replica_ranking``
-    INFO; None when no ID got as far as a ranking.  ``had_ids`` is False for
-    a request without any ID (a usage error of the whole request).
+    INFO; None when no ID got as far as a ranking (a request without any ID
+    gets no rows: a normal, empty answer).
     """
 
     rows: list[Row]
     ranking: tuple[str, str] | None
     overflowed: bool
-    had_ids: bool
 
 
 def _describe(link_set: LinkSet, rank: int, first_is: str | None, ranking: int = 0) -> str:
@@ -278,7 +277,7 @@ def answer(
     resolved = ids[:limit]
     groups, ranking = _groups(resolved, args, seen, service) if resolved else ([], None)
     rows, overflowed = crop_groups(groups, maxrec)
-    return DatalinkAnswer(rows, ranking, overflowed or len(ids) > limit, bool(ids))
+    return DatalinkAnswer(rows, ranking, overflowed or len(ids) > limit)
 
 
 def error_message(fault: LinkFault) -> tuple[str, str]:

@@ -171,6 +171,10 @@ inline code here only calls into it. -->
 		<publish render="scs.xml" sets="ivo_managed"/>
 		<publish render="form" sets="ivo_managed,local"/>
 		<scsCore queriedTable="main">
+			<!-- Nearest first (DaCHS's default), and among files at the same
+			distance in Rucio's registration order of their metadata records,
+			so that results[0] is always the same file. -->
+			<property name="defaultSortKey">_r,meta_id</property>
 			<FEED source="//scs#coreDescs"/>
 		</scsCore>
 	</service>
@@ -255,7 +259,7 @@ inline code here only calls into it. -->
 			description="Size of what access_url returns.">
 			<values nullLiteral="-1"/>
 		</column>
-		<column name="local_semantics" type="text" ucd="meta.code"
+		<column name="local_semantics" type="text" ucd="meta.id.assoc"
 			tablehead="Local sem." verbLevel="1"
 			description="Service-specific refinement of semantics (unused here)."/>
 	</table>

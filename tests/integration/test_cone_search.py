@@ -7,6 +7,7 @@ API; pyvo is the client.
 
 from __future__ import annotations
 
+import re
 import subprocess
 
 import psycopg2
@@ -21,6 +22,8 @@ ERIDANUS = (53.75308, -24.93365)
 PTF10TCE = (349.791, 9.196)
 NOTEBOOK_COLUMNS = ["_r", "obs_id", "s_ra", "s_dec", "access_url", "access_format"]
 DATALINK_FORMAT = "application/x-votable+xml;content=datalink"
+WALLABY = (
+    "sp3531_soda:2023-07-18-16-40-27_ASK-WALLABY_Eridanus_cutout-574594-imagecube-42178.fits")
 ERIDANUS_DIDS = {
     "sp3531_soda:2023-07-18-16-40-27_ASK-WALLABY_Eridanus_cutout-574594-imagecube-42178.fits",
     "orange:2023-07-10-17-21-37_cutout-574594-imagecube-42178.fits",
@@ -42,6 +45,38 @@ def test_notebook_cone_search_returns_both_eridanus_files(stack: Stack) -> None:
         assert (row["s_ra"], row["s_dec"]) == pytest.approx(ERIDANUS)
         assert row["access_format"] == DATALINK_FORMAT
         assert row["access_url"].startswith(stack.datalink_url + "?id=")
+
+
+def test_files_at_the_same_distance_come_in_registration_order(stack: Stack) -> None:
+    # The notebook takes results[0]: the WALLABY file, registered before orange's.
+    firsts = set()
+    for _ in range(6):
+        results = conesearch(stack.cone_url, pos=ERIDANUS, radius=1)
+        firsts.add(results[0]["access_url"].split("?id=")[1])
+    assert firsts == {WALLABY}
+    csv = requests.get(stack.cone_url, params={"RA": ERIDANUS[0], "DEC": ERIDANUS[1], "SR": 1,
+                                               "RESPONSEFORMAT": "csv", "VERB": "3"},
+                       timeout=30).text.splitlines()
+    header = csv[0].split(",")
+    ids = [int(line.split(",")[header.index("meta_id")]) for line in csv[1:]]
+    assert ids == sorted(ids) and len(ids) == 2
+
+
+def test_the_cone_form_left_at_its_default_sort_order_answers(stack: Stack) -> None:
+    # A browser sends the "Sort by" menu's first choice: DaCHS's default sort order.
+    form_url = stack.dachs.server_url + "/rucio/rucio/cone/form"
+    page = requests.get(form_url, timeout=30).text
+    menu = re.search(r'<select name="_DBOPTIONS_ORDER"[^>]*>\s*<option value="([^"]*)"', page)
+    assert menu, "the form has no sort menu"
+    assert menu.group(1) == "_r,meta_id"
+    answer = requests.get(form_url, timeout=30, params={
+        "hscs_pos": f"{ERIDANUS[0]},{ERIDANUS[1]}", "hscs_sr": "60",
+        "_DBOPTIONS_ORDER": menu.group(1), "_DBOPTIONS_DIR": "ASC", "MAXREC": "100",
+        "__nevow_form__": "genForm", "submit": "Go"})
+    assert answer.status_code == 200
+    assert "correct the following" not in answer.text
+    orange = next(did for did in ERIDANUS_DIDS if did != WALLABY)
+    assert answer.text.index(WALLABY.split(":")[1]) < answer.text.index(orange.split(":")[1])
 
 
 def test_cone_columns_carry_scs_ucds_and_units(stack: Stack) -> None:

@@ -72,8 +72,9 @@ def host_of(url: str) -> str:
 # --- the notebook ------------------------------------------------------------------------
 
 def test_notebook_flow_gives_the_notebooks_replica_url(stack: Stack) -> None:
+    # The notebook's cells as printed: results[0] of the cone search.
     results = conesearch(stack.cone_url, pos=ERIDANUS, radius=1)
-    result = next(row for row in results if row["access_url"].endswith(WALLABY))
+    result = results[0]
     datalink_access_url = result["access_url"]
     datalink = DatalinkResults.from_result_url(
         f"{datalink_access_url}&client_ip_address={RAL}&must_include_soda=True")
@@ -248,10 +249,26 @@ def test_maxrec_crops_and_says_overflow(stack: Stack) -> None:
     assert len(results) == 2
 
 
-def test_no_id_is_a_usage_error(stack: Stack) -> None:
-    response = requests.get(stack.datalink_url, timeout=30)
-    assert response.status_code == 422
-    assert "ID is mandatory" in response.text
+def test_no_id_is_a_normal_empty_answer(stack: Stack) -> None:
+    # DataLink 1.1, 3.2.1: "the service MUST respond with a normal response".
+    for params in ({}, {"client_ip_address": RAL}, {"RESPONSEFORMAT": "votable"}):
+        response = requests.get(stack.datalink_url, params=params, timeout=30)
+        assert response.status_code == 200, params
+        assert response.headers["content-type"].startswith(
+            "application/x-votable+xml;content=datalink")
+        results = DatalinkResults.from_result_url(
+            stack.datalink_url + ("?" + urllib.parse.urlencode(params) if params else ""))
+        assert len(results) == 0
+        assert 'name="QUERY_STATUS" value="OK"' in response.text
+
+
+def test_results_resource_names_datalink_1_1(stack: Stack) -> None:
+    for ids in ((WALLABY,), (WALLABY, "no:such.file", "bad id"), ()):
+        text = requests.get(links_url(stack, *ids, client_ip_address=RAL), timeout=30).text
+        results = text[text.index('<RESOURCE type="results"'):]
+        results = results[:results.index("</RESOURCE>")]
+        assert ('<INFO name="standardID" value="ivo://ivoa.net/std/DataLink#links-1.1"'
+                in results), ids
 
 
 def test_metadata_pages_do_not_break_the_service(stack: Stack) -> None:

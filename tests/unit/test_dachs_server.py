@@ -19,6 +19,7 @@ from xml.etree import ElementTree
 import psycopg2
 import pytest
 from gavo.base import sqlsupport
+from gavo.svcs import common
 from twisted.internet import address, tcp
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.python import failure
@@ -32,6 +33,7 @@ PATCHED = [
     (http.HTTPChannel, "lineReceived"),
     (http.HTTPChannel, "lineLengthExceeded"),
     (sqlsupport.CustomConnectionPool, "_getconn"),
+    (common.QueryMeta, "_fillDbOptions"),
 ]
 # The classes as imported, before any test (or RD) patched them.
 PRISTINE = {(owner, name): vars(owner).get(name, MISSING) for owner, name in PATCHED}
@@ -147,6 +149,7 @@ def test_a_fix_that_cannot_be_installed_is_a_warning_and_the_others_are_installe
     assert "lineLengthExceeded" not in vars(http.HTTPChannel)
     assert http.HTTPChannel.connectionMade is not PRISTINE[http.HTTPChannel, "connectionMade"]
     assert "_getconn" in vars(sqlsupport.CustomConnectionPool)
+    assert common.QueryMeta._fillDbOptions is not PRISTINE[common.QueryMeta, "_fillDbOptions"]
 
 
 @pytest.mark.parametrize("uri_length", [16_500, 20_000, 200_000])
@@ -489,3 +492,25 @@ def test_a_connection_in_use_under_its_key_is_handed_back_unchecked(postgres) ->
     # It is its holder's connection; what to do with it is theirs to decide.
     assert pool.getconn(key="k") is conn
     pool.putconn(conn, key="k", close=True)
+
+
+# ---------------------------------------------------------------- sort keys
+
+def sort_sql(args: dict) -> str:
+    return common.QueryMeta(args).asSQL()[0]
+
+
+def test_a_sort_order_naming_several_columns_sorts_by_each() -> None:
+    # What the cone form sends back when its "Sort by" menu is left at the default.
+    dachs_server.install_server_fixes()
+    assert sort_sql({"_DBOPTIONS_ORDER": ["_r,meta_id"]}).startswith("ORDER BY _r,meta_id ")
+    assert sort_sql({"_DBOPTIONS_ORDER": [" _r , meta_id ", "did"]}).startswith(
+        "ORDER BY _r,meta_id,did ")
+    assert sort_sql({"_DBOPTIONS_ORDER": ["s_ra"], "_DBOPTIONS_DIR": "DESC"}).startswith(
+        "ORDER BY s_ra DESC")
+    assert "ORDER BY" not in sort_sql({"_DBOPTIONS_ORDER": [",", ""]})
+    assert "ORDER BY" not in sort_sql({})
+
+
+def test_without_the_fix_dachs_runs_the_columns_together() -> None:
+    assert sort_sql({"_DBOPTIONS_ORDER": ["_r,meta_id"]}).startswith("ORDER BY _rmeta_id ")

@@ -138,12 +138,12 @@ def test_maxrec_keeps_each_ids_rows_together_and_says_overflow() -> None:
     assert result.overflowed
 
 
-def test_no_id_asks_nothing_and_says_so() -> None:
+def test_no_id_asks_nothing_and_gets_no_rows() -> None:
     def untouched():
         raise AssertionError("no ID: the resolver must not be built")
 
     result = answer({}, RAL, None, untouched)
-    assert result.rows == [] and not result.had_ids and result.ranking is None
+    assert result.rows == [] and result.ranking is None and not result.overflowed
 
 
 def test_at_most_max_ids_are_resolved() -> None:
