@@ -22,6 +22,8 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from rucio_rd.model import LINK_AUTH_VALUES
+
 __all__ = [
     "ConfigError",
     "GeoIPSettings",
@@ -98,6 +100,9 @@ class SiteSettings:
     timeout: float = 5.0
     # The longest a request waits for the very first site information.
     first_wait: float = 2.0
+    # DataLink's link_auth for replicas at sites whose source does not say:
+    # SKA storage wants a bearer token.
+    link_auth: str = "true"
 
 
 @dataclass(frozen=True)
@@ -137,6 +142,8 @@ AUTH_SECRET_FILES = {
 _CHOICES = {
     ("rucio", "auth"): tuple(AUTH_SECRET_FILES),
     ("metadata", "access_url"): ("datalink", "metadata"),
+    # "" leaves link_auth empty (unknown) where the site source does not say.
+    ("sites", "link_auth"): (*LINK_AUTH_VALUES, ""),
 }
 
 

@@ -265,20 +265,19 @@ def install_data_updated(services: Sequence[Any]) -> None:
 
 
 def _table_metadata(table_name: str, dids: Sequence[str]) -> dict[str, links.FileMetadata]:
-    """obs_id, content type and length for the DIDs from the published table.
+    """obs_id, content type, length and product type for the DIDs from the published table.
 
     A connection the database dropped (a restart, a failover,
     ``pg_terminate_backend``) fails its first query; DaCHS then discards its
     pools, so the lookup is made once more on a fresh connection.
     """
-    query = (f"SELECT did, obs_id, content_type, content_length FROM {table_name}"
-             " WHERE did = ANY(%(dids)s)")
+    query = (f"SELECT did, obs_id, content_type, content_length, dataproduct_type"
+             f" FROM {table_name} WHERE did = ANY(%(dids)s)")
     for attempt in (1, 2):
         try:
             with base.getTableConn() as connection:
-                return {did: links.FileMetadata(obs_id, content_type, content_length)
-                        for did, obs_id, content_type, content_length
-                        in connection.query(query, {"dids": list(dids)})}
+                return {did: links.FileMetadata(*values)
+                        for did, *values in connection.query(query, {"dids": list(dids)})}
         except (psycopg2.OperationalError, psycopg2.InterfaceError) as exc:
             if attempt == 2:
                 raise
@@ -288,14 +287,30 @@ def _table_metadata(table_name: str, dids: Sequence[str]) -> dict[str, links.Fil
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-def _link_def(row: decisions.ReplicaLink | links.LinkFault) -> datalink.LinkDef:
-    """DaCHS's link definition of a ``#this`` row or a fault row."""
+#: The columns of the RD's ``links`` table (the DataLink response).
+LINK_COLUMNS = ("ID", "access_url", "service_def", "error_message", "description",
+                "semantics", "content_type", "content_length", "content_qualifier",
+                "local_semantics", "link_auth", "adler32")
+
+
+def _link_row(**values: Any) -> dict[str, Any]:
+    """A row of the RD's ``links`` table: the values given, every other column null."""
+    unknown = set(values) - set(LINK_COLUMNS)
+    if unknown:
+        raise ValueError(f"the links table has no column(s) {sorted(unknown)}")
+    return {name: values.get(name) for name in LINK_COLUMNS}
+
+
+def _this_row(row: decisions.ReplicaLink | links.LinkFault) -> dict[str, Any]:
+    """The links-table row of a ``#this`` row or a fault row."""
     if isinstance(row, links.LinkFault):
         did, message = decisions.error_message(row)
-        return datalink.LinkDef(did, None, errorMessage=message, semantics="#this")
-    return datalink.LinkDef(row.did, row.access_url, semantics="#this",
-                            description=row.description, contentType=row.content_type,
-                            contentLength=row.content_length)
+        return _link_row(ID=did, error_message=message, semantics="#this")
+    return _link_row(ID=row.did, access_url=row.access_url, semantics="#this",
+                     description=row.description, content_type=row.content_type,
+                     content_length=row.content_length,
+                     content_qualifier=row.content_qualifier, link_auth=row.link_auth,
+                     adler32=row.adler32)
 
 
 class RucioDatalinkCore(datalink.DatalinkCore):
@@ -356,7 +371,7 @@ class RucioDatalinkCore(datalink.DatalinkCore):
             svcs.InputTD, inputKeys=self.inputKeys[:], exclusive=True))
         adapted.run = adapted.runForMeta
         adapted.nocache = True
-        adapted.datalinkLinks = [_link_def(row) for row in result.rows
+        adapted.datalinkLinks = [_this_row(row) for row in result.rows
                                  if not isinstance(row, decisions.SodaLink)]
         inputs = self._soda_inputs()
         adapted.datalinkEndpoints = [ExternalSodaDescriptor(row, inputs) for row in result.rows
@@ -382,11 +397,11 @@ class RucioDatalinkCore(datalink.DatalinkCore):
     def getDatalinksResource(self, ctx: Any, service: Any) -> Any:
         rows = list(self.datalinkLinks)
         rows.extend(
-            datalink.LinkDef(
-                endpoint.pubDID, None,
-                serviceType=ctx.getOrMakeIdFor(endpoint, suggestion=f"soda_{endpoint.kind}"),
+            _link_row(
+                ID=endpoint.pubDID,
+                service_def=ctx.getOrMakeIdFor(endpoint, suggestion=f"soda_{endpoint.kind}"),
                 description=endpoint.description, semantics="#proc",
-                contentType="application/fits")
+                content_type="application/fits")
             for endpoint in self.datalinkEndpoints)
         data = rsc.makeData(self.contract.getById("make_links"), forceSource=rows)
         data.setMeta("_type", "results")

@@ -41,11 +41,13 @@ from rucio_rd.ranking import SORT_METHODS
 
 __all__ = [
     "MAX_IDS",
+    "PRODUCT_TYPES",
     "ClientFacts",
     "DatalinkAnswer",
     "ReplicaLink",
     "SodaLink",
     "answer",
+    "content_qualifier",
     "error_message",
     "explain_ranking",
     "replica_links",
@@ -72,13 +74,33 @@ class ClientFacts:
 
 @dataclass(frozen=True)
 class ReplicaLink:
-    """A ``#this`` row: one replica of a file."""
+    """A ``#this`` row: one replica of a file.
+
+    ``content_qualifier`` is the product type (``#cube``...), ``link_auth``
+    whether the storage wants authentication, ``adler32`` Rucio's checksum.
+    """
 
     did: str
     access_url: str
     description: str
     content_type: str | None
     content_length: int | None
+    content_qualifier: str | None = None
+    link_auth: str | None = None
+    adler32: str | None = None
+
+
+#: ObsCore's dataproduct_type values that are terms of the IVOA product-type
+#: vocabulary (http://www.ivoa.net/rdf/product-type), which content_qualifier uses.
+PRODUCT_TYPES = frozenset({"image", "cube", "spectrum", "sed", "timeseries", "visibility",
+                           "event", "measurements", "dynamic-spectrum"})
+
+
+def content_qualifier(dataproduct_type: str | None) -> str | None:
+    """DataLink's content_qualifier for a file of this ObsCore product type: the
+    vocabulary term as a relative URI (``#cube``), or None for anything else."""
+    term = (dataproduct_type or "").strip().lower()
+    return f"#{term}" if term in PRODUCT_TYPES else None
 
 
 @dataclass(frozen=True)
@@ -134,22 +156,26 @@ def _describe(link_set: LinkSet, rank: int, first_is: str | None, ranking: int =
     return f"{text}: fallback {rank}"
 
 
-def replica_links(link_set: LinkSet, first_is: str | None, ranking: int = 0
-                  ) -> list[ReplicaLink]:
+def replica_links(link_set: LinkSet, first_is: str | None, ranking: int = 0,
+                  link_auth: str | None = None) -> list[ReplicaLink]:
     """The ``#this`` rows of one file, chosen replica first, described for people.
 
     ``first_is`` names what the first replica is (the sort method's
     :attr:`~rucio_rd.ranking.SortMethod.first_is`, when the client was located),
-    else it is "chosen"; the length comes from the published table, else from
-    Rucio.
+    else it is "chosen".  The length and the checksum are Rucio's (what a
+    download gets; the published table's length where Rucio gives none).
+    ``link_auth`` is said for replicas whose site does not say it.
     """
-    length = link_set.metadata.content_length
+    length = link_set.file_bytes
     if length is None:
-        length = link_set.file_bytes
+        length = link_set.metadata.content_length
+    qualifier = content_qualifier(link_set.metadata.dataproduct_type)
     return [
         ReplicaLink(link_set.did, ranked.replica.pfn,
                     _describe(link_set, rank, first_is, ranking),
-                    link_set.metadata.content_type, length)
+                    link_set.metadata.content_type, length, qualifier,
+                    (ranked.site.link_auth if ranked.site is not None else None) or link_auth,
+                    link_set.file_adler32)
         for rank, ranked in enumerate(link_set.replicas)
     ]
 
@@ -233,7 +259,8 @@ def _groups(ids: list[str], args: Mapping[str, Any], seen: ClientFacts,
         if isinstance(result, LinkFault):
             groups.append([result])
             continue
-        group: list[Row] = list(replica_links(result, first_is, request.ranking))
+        group: list[Row] = list(replica_links(result, first_is, request.ranking,
+                                              settings.sites.link_auth or None))
         site = result.chosen_site
         if site is not None:
             group.extend(SodaLink(result.did, service, site.name)

@@ -259,6 +259,7 @@ class FileMetadata:
     obs_id: str | None = None
     content_type: str | None = None
     content_length: int | None = None
+    dataproduct_type: str | None = None
     # True when the published table could not be read (the rows say so).
     unavailable: bool = False
 
@@ -281,6 +282,7 @@ class LinkSet:
     replicas: tuple[RankedReplica, ...]
     metadata: FileMetadata
     file_bytes: int | None = None
+    file_adler32: str | None = None
     # Why no site information could be had (for the log); None when it could.
     sites_problem: str | None = None
 
@@ -451,7 +453,7 @@ class ReplicaResolver:
         except RankingError as exc:
             return LinkFault(did, Fault.USAGE, str(exc))
         return LinkSet(did, tuple(ordered), metadata.get(did, FileMetadata()), found.bytes,
-                       sites_problem)
+                       found.adler32, sites_problem)
 
 
 class _EveryFewSeconds:

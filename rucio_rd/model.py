@@ -16,6 +16,7 @@ from types import MappingProxyType
 
 __all__ = [
     "EARTH_RADIUS_KM",
+    "LINK_AUTH_VALUES",
     "NAME_MAX",
     "NAME_PATTERN",
     "SCOPE_MAX",
@@ -44,6 +45,9 @@ SCOPE_PATTERN = r"^[A-Za-z0-9_.-]+$"
 NAME_PATTERN = r"^[A-Za-z0-9_./+-]+$"
 SCOPE_MAX = 25
 NAME_MAX = 250
+
+#: DataLink 1.1's values of ``link_auth``.
+LINK_AUTH_VALUES = ("true", "false", "optional")
 
 SODA_SYNC = "ivo://ivoa.net/std/SODA#sync-1.0"
 SODA_ASYNC = "ivo://ivoa.net/std/SODA#async-1.0"
@@ -126,11 +130,16 @@ class Replica:
 
 @dataclass(frozen=True)
 class FileReplicas:
-    """One file's replicas as Rucio listed them: one per RSE, ordered by RSE name."""
+    """One file's replicas as Rucio listed them: one per RSE, ordered by RSE name.
+
+    ``bytes`` and ``adler32`` (eight lower-case hex digits) are Rucio's size and
+    checksum of the file, where it gives them.
+    """
 
     did: str
     bytes: int | None
     replicas: tuple[Replica, ...]
+    adler32: str | None = None
 
 
 @dataclass(frozen=True)
@@ -172,12 +181,22 @@ class Site:
         Where the RSE is; None when the source gives no usable coordinates.
     soda_sync, soda_async : SodaService or None
         The site's synchronous and asynchronous SODA services.
+    link_auth : str or None
+        Whether its storage needs authentication, as DataLink's ``link_auth``
+        says it: ``"true"``, ``"false"`` or ``"optional"``; None when the
+        source does not say (the configured default applies).
     """
 
     name: str
     position: Position | None
     soda_sync: SodaService | None = None
     soda_async: SodaService | None = None
+    link_auth: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.link_auth not in LINK_AUTH_VALUES + (None,):
+            raise ValueError(f"link_auth={self.link_auth!r} is not one of"
+                             f" {', '.join(LINK_AUTH_VALUES)}")
 
     @property
     def has_soda(self) -> bool:

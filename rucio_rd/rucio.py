@@ -81,6 +81,7 @@ __all__ = [
     "RucioClient",
     "RucioError",
     "RucioUnavailable",
+    "adler32_text",
     "client_from_settings",
 ]
 
@@ -136,6 +137,17 @@ def _pick_replicas(entry: Mapping[str, Any], schemes: Sequence[str] | None
                     break
         chosen.append(Replica(rse=rse, pfn=pfns[0]))
     return tuple(chosen)
+
+
+def adler32_text(value: Any) -> str | None:
+    """Rucio's adler32 as eight lower-case hex digits (Rucio may drop leading zeros),
+    or None when it gives none or something else."""
+    if not isinstance(value, str) or not 1 <= len(value.strip()) <= 8:
+        return None
+    text = value.strip().lower()
+    if any(char not in "0123456789abcdef" for char in text):
+        return None
+    return text.rjust(8, "0")
 
 
 def _parse_stream(content: bytes, what: str) -> Iterator[dict[str, Any]]:
@@ -318,6 +330,7 @@ class RucioClient:
                 did=did,
                 bytes=size if isinstance(size, int) and not isinstance(size, bool) else None,
                 replicas=_pick_replicas(entry, schemes),
+                adler32=adler32_text(entry.get("adler32")),
             )
         for key in batch:
             if wanted[key] not in found:

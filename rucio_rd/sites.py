@@ -39,10 +39,19 @@ from typing import Any
 import requests
 
 from rucio_rd.http import TransportError, bounded_session, fetch, redact_url
-from rucio_rd.model import SODA_ASYNC, SODA_SYNC, Position, Site, SiteCatalogue, SodaService
+from rucio_rd.model import (
+    LINK_AUTH_VALUES,
+    SODA_ASYNC,
+    SODA_SYNC,
+    Position,
+    Site,
+    SiteCatalogue,
+    SodaService,
+)
 
 __all__ = [
     "RSE_ATTRIBUTE_LATITUDE",
+    "RSE_ATTRIBUTE_LINK_AUTH",
     "RSE_ATTRIBUTE_LONGITUDE",
     "RSE_ATTRIBUTE_SITE",
     "RSE_ATTRIBUTE_SODA_ASYNC_URL",
@@ -74,6 +83,7 @@ RSE_ATTRIBUTE_SITE = "site"
 RSE_ATTRIBUTE_SODA_SYNC_URL = "soda_sync_url"
 RSE_ATTRIBUTE_SODA_ASYNC_URL = "soda_async_url"
 RSE_ATTRIBUTE_SODA_RESOURCE_IDENTIFIER = "soda_resource_identifier"
+RSE_ATTRIBUTE_LINK_AUTH = "link_auth"
 
 
 # The largest site-directory answer read (the real one is a few hundred kB).
@@ -166,14 +176,26 @@ def _soda_url(service: Mapping[str, Any], where: str) -> str | None:
     return f"{prefix}://{authority}/{path.strip().lstrip('/')}"
 
 
-def _resource_identifier(service: Mapping[str, Any]) -> str | None:
+def _other_attribute(service: Mapping[str, Any], key: str) -> Any:
+    """``other_attributes[key]`` of a site-directory service, given as ``{"value": x}``
+    or as ``x``; None when absent."""
     attributes = service.get("other_attributes")
     if not isinstance(attributes, Mapping):
         return None
-    identifier = attributes.get("resourceIdentifier")
-    if isinstance(identifier, Mapping):
-        return _nonempty_text(identifier.get("value"))
-    return _nonempty_text(identifier)
+    value = attributes.get(key)
+    return value.get("value") if isinstance(value, Mapping) else value
+
+
+def _link_auth(value: Any, where: str) -> str | None:
+    """A storage's DataLink link_auth (true, false, optional), or None when not said."""
+    text = _nonempty_text(value) if not isinstance(value, bool) else str(value)
+    if text is None:
+        return None
+    if text.lower() in LINK_AUTH_VALUES:
+        return text.lower()
+    log.warning("%s: link_auth %r is not one of %s; the configured default applies",
+                where, value, ", ".join(LINK_AUTH_VALUES))
+    return None
 
 
 def _require_list(value: Any, what: str) -> list[Any]:
@@ -202,8 +224,10 @@ def _storage_positions(storages: list[Any]) -> dict[str, tuple[Any, Any]]:
     return coordinates
 
 
-def _parse_site(index: int, entry: Any) -> tuple[str, list[str], dict[str, SodaService]] | None:
-    """A site's name, RSE names and SODA services by standard ID; None if unusable."""
+def _parse_site(index: int, entry: Any
+                ) -> tuple[str, dict[str, str | None], dict[str, SodaService]] | None:
+    """A site's name, its RSEs (name -> link_auth) and its SODA services by standard
+    ID; None if unusable."""
     name = _nonempty_text(entry.get("name")) if isinstance(entry, Mapping) else None
     if name is None:
         log.warning("services[%d]: no site name; site skipped", index)
@@ -212,7 +236,7 @@ def _parse_site(index: int, entry: Any) -> tuple[str, list[str], dict[str, SodaS
     if not isinstance(listed, list):
         log.warning("services[%d] (%s): 'services' is not a list; site skipped", index, name)
         return None
-    rses: list[str] = []
+    rses: dict[str, str | None] = {}
     soda: dict[str, SodaService] = {}
     for position, service in enumerate(listed):
         where = f"site {name} service {position}"
@@ -225,14 +249,16 @@ def _parse_site(index: int, entry: Any) -> tuple[str, list[str], dict[str, SodaS
             if rse is None:
                 log.warning("%s: RSE without identifier; skipped", where)
             elif rse not in rses:
-                rses.append(rse)
+                rses[rse] = _link_auth(_other_attribute(service, "linkAuth"), where)
         elif kind in _SODA_TYPES:
             standard_id = _SODA_TYPES[kind]
             if standard_id in soda:
                 continue  # one descriptor per kind; the first listed wins
             url = _soda_url(service, where)
             if url is not None:
-                soda[standard_id] = SodaService(standard_id, url, _resource_identifier(service))
+                soda[standard_id] = SodaService(standard_id, url,
+                                                _nonempty_text(_other_attribute(
+                                                    service, "resourceIdentifier")))
         # Other service types (FTS, Jupyter, ...) are none of our business.
     return name, rses, soda
 
@@ -248,8 +274,10 @@ def parse_site_directory(storages: Any, services: Any) -> SiteCatalogue:
     services : list
         ``GET /services``: ``[{"name": site, "services": [service, ...]}, ...]``
         where a service is ``{"type": "Rucio Storage Element (RSE)",
-        "identifier": RSE}`` or ``{"type": "SODA (sync)" | "SODA (async)",
-        "prefix", "host", "port", "path", "other_attributes":
+        "identifier": RSE}`` (optionally with ``"other_attributes":
+        {"linkAuth": {"value": "true" | "false" | "optional"}}``, whether
+        the storage wants authentication) or ``{"type": "SODA (sync)" |
+        "SODA (async)", "prefix", "host", "port", "path", "other_attributes":
         {"resourceIdentifier": {"value": "ivo://..."}}}``.
 
     Returns
@@ -273,7 +301,7 @@ def parse_site_directory(storages: Any, services: Any) -> SiteCatalogue:
         if parsed is None:
             continue
         name, rses, soda = parsed
-        for rse in rses:
+        for rse, link_auth in rses.items():
             if rse in sites:
                 log.warning("RSE %s is listed by sites %s and %s; %s is kept",
                             rse, sites[rse].name, name, sites[rse].name)
@@ -284,6 +312,7 @@ def parse_site_directory(storages: Any, services: Any) -> SiteCatalogue:
                 position=_position(latitude, longitude, name, f"RSE {rse}"),
                 soda_sync=soda.get(SODA_SYNC),
                 soda_async=soda.get(SODA_ASYNC),
+                link_auth=link_auth,
             )
     for rse, (latitude, longitude) in coordinates.items():
         if rse not in sites:
@@ -346,6 +375,9 @@ def catalogue_from_rse_attributes(attributes: Mapping[str, Mapping[str, Any]]) -
         The full URLs of the site's SODA sync and async endpoints (optional).
     ``soda_resource_identifier``
         The SODA services' IVOA identifier (optional).
+    ``link_auth``
+        Whether the RSE's storage wants authentication: ``true``, ``false``
+        or ``optional`` (optional; the configured default otherwise).
 
     Parameters
     ----------
@@ -385,6 +417,7 @@ def catalogue_from_rse_attributes(attributes: Mapping[str, Mapping[str, Any]]) -
                                values.get(RSE_ATTRIBUTE_LONGITUDE), site, where),
             soda_sync=SodaService(SODA_SYNC, sync_url, identifier) if sync_url else None,
             soda_async=SodaService(SODA_ASYNC, async_url, identifier) if async_url else None,
+            link_auth=_link_auth(values.get(RSE_ATTRIBUTE_LINK_AUTH), where),
         )
     return SiteCatalogue(sites)
 

@@ -259,18 +259,27 @@ inline code here only calls into it. -->
 			description="Size of what access_url returns.">
 			<values nullLiteral="-1"/>
 		</column>
+		<column name="content_qualifier" type="text" ucd="meta.code.class"
+			tablehead="Product type" verbLevel="1"
+			description="What the file is, as a term of the IVOA product-type vocabulary (#cube, #image...), from its ObsCore dataproduct_type."/>
 		<column name="local_semantics" type="text" ucd="meta.id.assoc"
 			tablehead="Local sem." verbLevel="1"
 			description="Service-specific refinement of semantics (unused here)."/>
+		<column name="link_auth" type="text" ucd="meta.code"
+			tablehead="Auth." verbLevel="1"
+			description="Whether the storage wants authentication for this replica: true (SKA storage wants a bearer token Rucio issued), optional or false."/>
+		<column name="adler32" type="text" ucd="meta.checksum;meta.file"
+			tablehead="Adler-32" verbLevel="1"
+			description="Rucio's Adler-32 checksum of the file (eight hex digits), to check a download; content_length is Rucio's size of the file."/>
 	</table>
 
 	<data id="make_links" auto="False">
-		<!-- builds a links table from LinkDefs (see rucio_rd.dachs_datalink) -->
+		<!-- builds a links table from the rows of rucio_rd.dachs_datalink
+		(dicts keyed by the links table's column names) -->
 		<embeddedGrammar>
 			<iterator>
 				<code>
-					for linkDef in self.sourceToken:
-						yield linkDef.asDict()
+					yield from self.sourceToken
 				</code>
 			</iterator>
 		</embeddedGrammar>

@@ -72,7 +72,8 @@ class DemoRSE:
 
 @dataclass(frozen=True)
 class DemoFile:
-    """A file DID with its position, replicas and size."""
+    """A file DID with its position, replicas and size, and ObsCore metadata
+    beyond the notebook's (``extra``: key, value pairs)."""
 
     scope: str
     name: str
@@ -81,6 +82,7 @@ class DemoFile:
     obs_id: str
     rses: tuple[str, ...]
     bytes: int
+    extra: tuple[tuple[str, Any], ...] = ()
 
     @property
     def did(self) -> str:
@@ -100,6 +102,7 @@ class DemoFile:
             "access_format": ACCESS_FORMAT,
             "content_type": CONTENT_TYPE,
             "content_length": self.bytes,
+            **dict(self.extra),
         }
 
 
@@ -111,14 +114,20 @@ DEMO_RSES: tuple[DemoRSE, ...] = (
 )
 RSE_NAMES = tuple(rse.name for rse in DEMO_RSES)
 
+# The WALLABY cutouts: HI cubes, 0.25 degrees across, 1.295 to 1.42 GHz.
+WALLABY_CUBE: tuple[tuple[str, Any], ...] = (
+    ("dataproduct_type", "cube"), ("s_fov", 0.25), ("em_min", 0.2111), ("em_max", 0.2315))
+
 DEMO_FILES: tuple[DemoFile, ...] = (
     DemoFile("sp3531_soda",
              "2023-07-18-16-40-27_ASK-WALLABY_Eridanus_cutout-574594-imagecube-42178.fits",
-             53.75308, -24.93365, "Eridanus_full_image", RSE_NAMES, 21_323_520),
+             53.75308, -24.93365, "Eridanus_full_image", RSE_NAMES, 21_323_520, WALLABY_CUBE),
     DemoFile("orange", "2023-07-10-17-21-37_cutout-574594-imagecube-42178.fits",
-             53.75308, -24.93365, "Eridanus_full_image", ("AUSSRC_STORAGE",), 21_323_520),
+             53.75308, -24.93365, "Eridanus_full_image", ("AUSSRC_STORAGE",), 21_323_520,
+             WALLABY_CUBE),
     DemoFile("testing", "PTF10tce.fits", 349.791, 9.196, "PTF10tce",
-             ("UKSRC_RAL_STORAGE", "SPSRC_STORAGE"), 1_059_840),
+             ("UKSRC_RAL_STORAGE", "SPSRC_STORAGE"), 1_059_840,
+             (("dataproduct_type", "image"),)),
 )
 DEMO_SCOPES: tuple[str, ...] = ("sp3531_soda", "orange", "testing", SYNTHETIC_SCOPE)
 

@@ -21,7 +21,7 @@ from pyvo.dal.adhoc import DatalinkResults, SodaQuery
 
 from rucio_rd.model import SODA_ASYNC, SODA_SYNC
 from rucio_rd.stack.demo import Stack
-from rucio_rd.stack.seed import all_files
+from rucio_rd.stack.seed import DEMO_FILES, all_files
 
 ERIDANUS = (53.75308, -24.93365)
 WALLABY = "sp3531_soda:2023-07-18-16-40-27_ASK-WALLABY_Eridanus_cutout-574594-imagecube-42178.fits"
@@ -90,6 +90,23 @@ def test_this_row_carries_type_length_and_a_description_naming_obs_id(stack: Sta
     assert this.content_length > 0
     assert "Eridanus_full_image" in this.description
     assert "UKSRC" in this.description and "km from the client" in this.description
+
+
+def test_replica_rows_say_product_type_authentication_size_and_checksum(stack: Stack) -> None:
+    results = fetch(stack, WALLABY, PTF, client_ip_address=RAL)
+    files = {f.did: f for f in DEMO_FILES}
+    rows = [row for row in results.bysemantics("#this") if not row.error_message]
+    assert len(rows) == 5
+    for row in rows:
+        assert row["link_auth"] == "true"  # SKA storage wants a bearer token
+        assert row["adler32"] == files[row.id].adler32  # Rucio's, as registered
+        assert row.content_length == files[row.id].bytes
+        assert row["content_qualifier"] == {WALLABY: "#cube", PTF: "#image"}[row.id]
+    fields = {field.name: field for field in results.fielddescs}
+    assert fields["adler32"].ucd == "meta.checksum;meta.file"
+    assert fields["content_qualifier"].ucd == "meta.code.class"
+    assert fields["link_auth"].ucd == "meta.code"
+    assert fields["local_semantics"].ucd == "meta.id.assoc"
 
 
 def test_without_must_include_soda_the_uk_replica_comes_first(stack: Stack) -> None:

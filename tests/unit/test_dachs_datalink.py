@@ -108,18 +108,28 @@ def test_log_records_go_to_dachs_notifications_by_level(monkeypatch: pytest.Monk
     ]
 
 
-def test_replica_rows_become_this_links_with_type_and_length() -> None:
-    row = dl._link_def(ReplicaLink("s:f", "https://uk/f", "f at UK: nearest replica",
-                                   "application/fits", 99)).asDict()
+def test_replica_rows_become_this_links_with_type_length_and_checksum() -> None:
+    row = dl._this_row(ReplicaLink("s:f", "https://uk/f", "f at UK: nearest replica",
+                                   "application/fits", 99, "#cube", "true", "0a1b2c3d"))
     assert (row["ID"], row["access_url"], row["semantics"]) == ("s:f", "https://uk/f", "#this")
     assert (row["content_type"], row["content_length"]) == ("application/fits", 99)
+    assert (row["content_qualifier"], row["link_auth"], row["adler32"]) == (
+        "#cube", "true", "0a1b2c3d")
     assert row["description"] == "f at UK: nearest replica" and row["error_message"] is None
+    assert set(row) == set(dl.LINK_COLUMNS)
 
 
-def test_fault_rows_become_dachs_link_definitions_with_a_printable_id() -> None:
-    row = dl._link_def(LinkFault("a\x00b", "UsageFault", "bad")).asDict()
+def test_fault_rows_have_a_printable_id_and_nothing_but_the_message() -> None:
+    row = dl._this_row(LinkFault("a\x00b", "UsageFault", "bad"))
     assert row["error_message"] == "UsageFault: bad"
-    assert row["ID"] == "a\ufffdb" and row["access_url"] is None
+    assert row["ID"] == "a\ufffdb"
+    assert {name for name, value in row.items() if value is not None} == {
+        "ID", "error_message", "semantics"}
+
+
+def test_the_link_columns_are_the_rds_links_table() -> None:
+    table = ElementTree.parse(RD_FILE).getroot().find("table[@id='links']")
+    assert [column.get("name") for column in table.findall("column")] == list(dl.LINK_COLUMNS)
 
 
 def test_reload_empties_the_shared_service_objects() -> None:

@@ -3,16 +3,19 @@ explanation out, without DaCHS."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 from fakes import ES, FILES, UK, FakeRucio, FakeSites, resolver
 
-from rucio_rd.config import ConfigError, Settings
+from rucio_rd.config import ConfigError, Settings, SiteSettings
 from rucio_rd.datalink import (
     MAX_IDS,
     ClientFacts,
     ReplicaLink,
     SodaLink,
     answer,
+    content_qualifier,
     explain_ranking,
     replica_links,
 )
@@ -53,17 +56,66 @@ def ask(maxrec: int | None = None, **args) -> object:
 def test_this_rows_chosen_first_with_metadata_and_distance() -> None:
     rows = [vars(d) for d in replica_links(link_set(), first_is="nearest replica")]
     assert [row["access_url"] for row in rows] == ["https://uk/f.fits", "https://es/f.fits"]
-    assert rows[0]["content_length"] == 99 and rows[0]["content_type"] == "application/fits"
+    # The size is Rucio's (what the download gets), not the metadata's 99.
+    assert rows[0]["content_length"] == 1234 and rows[0]["content_type"] == "application/fits"
     assert rows[0]["description"] == (
         "Eridanus at UKSRC (UK_RSE), 12 km from the client: nearest replica")
     assert rows[1]["description"].endswith("1,650 km from the client: fallback 1")
 
 
-def test_without_table_metadata_the_length_comes_from_rucio_and_the_did_names_it() -> None:
+def test_without_table_metadata_the_did_names_it() -> None:
     rows = [vars(d) for d in replica_links(link_set(FileMetadata()), first_is=None)]
     assert rows[0]["content_length"] == 1234
     assert rows[0]["description"].startswith("s:f.fits at UKSRC")
     assert rows[0]["description"].endswith(": chosen replica")
+
+
+def test_without_rucios_size_the_length_comes_from_the_table() -> None:
+    unsized = LinkSet("s:f.fits", link_set().replicas, ERIDANUS)
+    assert [row.content_length for row in replica_links(unsized, None)] == [99, 99]
+
+
+def test_every_replica_row_carries_rucios_checksum() -> None:
+    checked = LinkSet("s:f.fits", link_set().replicas, ERIDANUS, 1234, "0012abcd")
+    assert [row.adler32 for row in replica_links(checked, None)] == ["0012abcd"] * 2
+    assert [row.adler32 for row in replica_links(link_set(), None)] == [None, None]
+
+
+@pytest.mark.parametrize(("product_type", "qualifier"), [
+    ("cube", "#cube"), (" Image ", "#image"), ("timeseries", "#timeseries"),
+    ("dynamic-spectrum", "#dynamic-spectrum"), ("catalogue", None), ("", None), (None, None),
+    ("#cube", None),
+])
+def test_content_qualifier_is_the_product_type_term(product_type, qualifier) -> None:
+    assert content_qualifier(product_type) == qualifier
+    typed = LinkSet("s:f.fits", link_set().replicas,
+                    FileMetadata("Eridanus", "application/fits", 99, product_type), 1234)
+    assert {row.content_qualifier for row in replica_links(typed, None)} == {qualifier}
+
+
+def test_link_auth_is_the_sites_else_the_configured_default() -> None:
+    open_uk = replace(UK, link_auth="false")
+    mixed = LinkSet("s:f.fits", (
+        RankedReplica(Replica("UK_RSE", "https://uk/f.fits"), open_uk, 12.3),
+        RankedReplica(Replica("ES_RSE", "https://es/f.fits"), ES, 1650.4),
+        RankedReplica(Replica("XX_RSE", "https://xx/f.fits"), None, None),
+    ), ERIDANUS, 1234)
+    assert [row.link_auth for row in replica_links(mixed, None, link_auth="true")] == [
+        "false", "true", "true"]
+    assert [row.link_auth for row in replica_links(mixed, None)] == ["false", None, None]
+
+
+def test_a_site_with_an_unknown_link_auth_value_is_refused() -> None:
+    with pytest.raises(ValueError, match="link_auth='yes' is not one of true, false, optional"):
+        replace(UK, link_auth="yes")
+
+
+def test_the_answer_says_the_configured_link_auth() -> None:
+    for configured, said in (("true", "true"), ("optional", "optional"), ("", None)):
+        settings = Settings(sites=SiteSettings(link_auth=configured))
+        result = answer({"ID": ["s:uk"], "client_ip_address": "1.2.3.4"},
+                        ClientFacts(peer="10.0.0.1"), None, lambda s=settings: (resolver(), s))
+        assert {row.link_auth for row in result.rows if isinstance(row, ReplicaLink)} == {said}
 
 
 def test_choice_info_names_method_address_place_and_database() -> None:

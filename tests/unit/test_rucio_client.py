@@ -570,6 +570,19 @@ def test_one_call_serves_all_dids_and_unknown_ones_are_missing(fake: FakeRucio) 
                                 Replica("UKSRC_RAL_STORAGE", "https://uk/w.fits"))
 
 
+@pytest.mark.parametrize(("given", "kept"), [
+    ("425d1a05", "425d1a05"), ("425D1A05", "425d1a05"), ("0000", "00000000"),
+    (" 12e711b4 ", "12e711b4"), ("", None), (None, None), ("12345678a", None),
+    ("xyz", None), (12345, None), ("4 5", None),
+])
+def test_rucios_adler32_comes_as_eight_hex_digits_or_not_at_all(
+        fake: FakeRucio, given: Any, kept: str | None) -> None:
+    line = file_line(PTF, {"SPSRC_STORAGE": ["https://sp/PTF10tce.fits"]})
+    line["adler32"] = given
+    fake.files[PTF] = line
+    assert client(fake).list_replicas([PTF]).found[PTF].adler32 == kept
+
+
 def test_schemes_are_sent_and_the_first_pfn_per_rse_is_kept(fake: FakeRucio) -> None:
     fake.files[PTF] = file_line(PTF, {"SPSRC_STORAGE": ["davs://sp/a", "https://sp/a"]})
     listing = client(fake).list_replicas([PTF], schemes=["davs", "https"])

@@ -816,3 +816,38 @@ def test_client_cuts_off_a_trickling_directory_at_its_deadline(misbehaving_url):
     with pytest.raises(SiteSourceError, match="took longer than 0.5 s"):
         SiteDirectoryClient(f"{misbehaving_url}/trickle", timeout=0.5).fetch()
     assert time.monotonic() - started < 1.5
+
+
+# --- whether a storage wants authentication (DataLink's link_auth) ----------------------
+
+
+@pytest.mark.parametrize(("given", "kept"), [
+    ({"value": "true"}, "true"), ({"value": "Optional"}, "optional"), ("false", "false"),
+    (True, "true"), ({"value": "yes"}, None), ({"value": ""}, None), (None, None),
+    ([1], None),
+])
+def test_an_rse_entry_may_say_whether_its_storage_wants_authentication(given, kept, caplog):
+    entry = {"type": RSE_TYPE, "identifier": "X_RSE"}
+    if given is not None:
+        entry["other_attributes"] = {"linkAuth": given}
+    catalogue = parse_site_directory(
+        [{"name": "X_RSE", "latitude": 10.0, "longitude": 20.0}],
+        [{"name": "XSITE", "services": [entry]}])
+    assert catalogue.site_for_rse("X_RSE").link_auth == kept
+    assert ("not one of true, false, optional" in caplog.text) == (
+        given in ({"value": "yes"},))
+
+
+def test_link_auth_belongs_to_each_rse_of_a_site():
+    catalogue = parse_site_directory([], [{"name": "XSITE", "services": [
+        {"type": RSE_TYPE, "identifier": "OPEN",
+         "other_attributes": {"linkAuth": {"value": "false"}}},
+        {"type": RSE_TYPE, "identifier": "CLOSED"}]}])
+    assert catalogue.site_for_rse("OPEN").link_auth == "false"
+    assert catalogue.site_for_rse("CLOSED").link_auth is None
+
+
+def test_an_rse_attribute_may_say_whether_its_storage_wants_authentication():
+    catalogue = catalogue_from_rse_attributes({
+        "A": {"link_auth": "optional"}, "B": {"link_auth": "sometimes"}, "C": {}})
+    assert [catalogue.site_for_rse(rse).link_auth for rse in "ABC"] == ["optional", None, None]
