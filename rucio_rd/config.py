@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from rucio_rd.model import LINK_AUTH_VALUES
+from rucio_rd.soda import PROTOTYPE_ID_TEMPLATE, id_template_problem
 
 __all__ = [
     "ConfigError",
@@ -103,6 +104,11 @@ class SiteSettings:
     # DataLink's link_auth for replicas at sites whose source does not say:
     # SKA storage wants a bearer token.
     link_auth: str = "true"
+    # The form of ID the sites' SODA services take where the site source does
+    # not say (rucio_rd.soda): the SKA prototype's by default.
+    soda_id_template: str = PROTOTYPE_ID_TEMPLATE
+    # {authority} in those IDs; empty: DaCHS's [ivoa] authority.
+    soda_id_authority: str = ""
 
 
 @dataclass(frozen=True)
@@ -217,6 +223,10 @@ def _coerce(section: str, key: str, value: Any, default: Any) -> Any:
     choices = _choices(section, key)
     if choices and value not in choices:
         raise ConfigError(f"{name} = {value!r} is not one of {', '.join(choices)}")
+    if (section, key) == ("sites", "soda_id_template"):
+        problem = id_template_problem(value)
+        if problem:
+            raise ConfigError(f"{name}: {problem}")
     return value
 
 

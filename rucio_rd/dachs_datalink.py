@@ -21,6 +21,7 @@ DaCHS internals, and it only adds a key.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -28,7 +29,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import psycopg2
-from gavo import base, rsc, svcs, utils
+from gavo import base, rsc, rscdef, svcs, utils
 from gavo.base import meta
 from gavo.formats import votablewrite
 from gavo.protocols import datalink
@@ -93,21 +94,30 @@ def _accept_votable_responseformats(service: Any) -> None:
 
 
 class ExternalSodaDescriptor:
-    """A SODA service at a replica's site, written as a DataLink service descriptor."""
+    """A SODA service at a replica's site, written as a DataLink service descriptor:
+    its ID parameter preset to the ID that service takes for the file, and VALUES
+    on the parameters the file's extent bounds."""
 
     rendName = None  # not one of this server's renderers
 
     def __init__(self, link: decisions.SodaLink, inputs: Sequence[Any]) -> None:
         self.inputs = inputs  # input keys made from the RD's soda_inputs params
         self.pubDID = link.did
+        self.soda_id = link.soda_id
+        self.values = link.values
         self.service = link.service
         self.kind = link.kind
         self.description = link.description
+        # The RESOURCE's ID: an XML name from the site's (ctx makes it unique).
+        site = "".join(char if char.isascii() and char.isalnum() else "_"
+                       for char in link.site_name)
+        self.id_suggestion = f"soda_{self.kind}_{site}"
 
     def asVOT(self, ctx: Any, accessURL: str | None = None, linkIdTo: str | None = None) -> Any:
+        # The ID is unique in the document; so must the name be (datalinklint).
+        identifier = ctx.getOrMakeIdFor(self, suggestion=self.id_suggestion)
         resource = V.RESOURCE(
-            ID=ctx.getOrMakeIdFor(self, suggestion=f"soda_{self.kind}"),
-            name=f"soda_{self.kind}", type="meta", utype="adhoc:service",
+            ID=identifier, name=identifier, type="meta", utype="adhoc:service",
         )[
             V.DESCRIPTION[self.description],
             V.PARAM(name="accessURL", datatype="char", arraysize="*", ucd="meta.ref.url",
@@ -122,7 +132,10 @@ class ExternalSodaDescriptor:
         for key in self.inputs:
             if key.name == "ID":
                 key = key.copy(None)
-                key.set(self.pubDID)
+                key.set(self.soda_id)
+            elif key.name in self.values:
+                low, high = self.values[key.name]
+                key = key.change(values=base.makeStruct(rscdef.Values, min=low, max=high))
             inputs[votablewrite.makeFieldFromColumn(ctx, V.PARAM, key)]
         return resource[inputs]
 
@@ -197,7 +210,7 @@ def _shared_resolver(
             table = table_name()
             from rucio_rd import dependencies
 
-            settings = load_dachs_settings()
+            settings = with_dachs_authority(load_dachs_settings())
             resolver = dependencies.make_resolver(
                 settings, metadata_lookup=lambda dids: _table_metadata(table, dids)
             )
@@ -208,6 +221,16 @@ def _shared_resolver(
 
 
 base.caches.registerCache("getRucioRdShared", _shared, _shared_resolver)
+
+
+def with_dachs_authority(settings: config.Settings) -> config.Settings:
+    """The settings with DaCHS's ``[ivoa] authority`` as the SODA IDs' authority,
+    unless ``[sites] soda_id_authority`` names one."""
+    if settings.sites.soda_id_authority:
+        return settings
+    sites = dataclasses.replace(settings.sites,
+                                soda_id_authority=base.getConfig("ivoa", "authority"))
+    return dataclasses.replace(settings, sites=sites)
 
 
 def _probe_rucio(table_name: Callable[[], str]) -> tuple[str, str]:
@@ -264,6 +287,10 @@ def install_data_updated(services: Sequence[Any]) -> None:
         service._meta__dataUpdated = last_sync
 
 
+#: The published columns that bound what a SODA service can cut from a file.
+_EXTENT = ("s_ra", "s_dec", "s_fov", "em_min", "em_max", "t_min", "t_max")
+
+
 def _table_metadata(table_name: str, dids: Sequence[str]) -> dict[str, links.FileMetadata]:
     """obs_id, content type, length and product type for the DIDs from the published table.
 
@@ -271,12 +298,13 @@ def _table_metadata(table_name: str, dids: Sequence[str]) -> dict[str, links.Fil
     ``pg_terminate_backend``) fails its first query; DaCHS then discards its
     pools, so the lookup is made once more on a fresh connection.
     """
-    query = (f"SELECT did, obs_id, content_type, content_length, dataproduct_type"
-             f" FROM {table_name} WHERE did = ANY(%(dids)s)")
+    query = (f"SELECT did, obs_id, content_type, content_length, dataproduct_type,"
+             f" {', '.join(_EXTENT)} FROM {table_name} WHERE did = ANY(%(dids)s)")
     for attempt in (1, 2):
         try:
             with base.getTableConn() as connection:
-                return {did: links.FileMetadata(*values)
+                return {did: links.FileMetadata(*values[:4], extent=dict(zip(
+                            _EXTENT, values[4:], strict=True)))
                         for did, *values in connection.query(query, {"dids": list(dids)})}
         except (psycopg2.OperationalError, psycopg2.InterfaceError) as exc:
             if attempt == 2:
@@ -399,8 +427,8 @@ class RucioDatalinkCore(datalink.DatalinkCore):
         rows.extend(
             _link_row(
                 ID=endpoint.pubDID,
-                service_def=ctx.getOrMakeIdFor(endpoint, suggestion=f"soda_{endpoint.kind}"),
-                description=endpoint.description, semantics="#proc",
+                service_def=ctx.getOrMakeIdFor(endpoint, suggestion=endpoint.id_suggestion),
+                description=endpoint.description, semantics="#cutout",
                 content_type="application/fits")
             for endpoint in self.datalinkEndpoints)
         data = rsc.makeData(self.contract.getById("make_links"), forceSource=rows)

@@ -5,7 +5,8 @@ address in, the rows of the answer and the explanation of the ranking out.
 (:mod:`rucio_rd.links`), asks the shared :class:`~rucio_rd.links.ReplicaResolver`
 for all IDs at once, and turns each ID's result into rows, in ID order and kept
 together under MAXREC: :class:`ReplicaLink` (``#this``, the chosen replica
-first), :class:`SodaLink` (a SODA service of the chosen replica's site) or a
+first), :class:`SodaLink` (a SODA service of a site holding a replica, the
+chosen replica's site first, with the ID that service takes) or a
 :class:`~rucio_rd.links.LinkFault` (an error row).  The DaCHS side
 (:mod:`rucio_rd.dachs_datalink`) only reads the request, converts these rows
 into DaCHS's link definitions and service descriptors, and renders them.
@@ -18,7 +19,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from rucio_rd.config import ConfigError, Settings
@@ -38,6 +39,7 @@ from rucio_rd.links import (
 )
 from rucio_rd.model import SODA_SYNC, SodaService
 from rucio_rd.ranking import SORT_METHODS
+from rucio_rd.soda import extent_values, soda_id
 
 __all__ = [
     "MAX_IDS",
@@ -51,6 +53,7 @@ __all__ = [
     "error_message",
     "explain_ranking",
     "replica_links",
+    "soda_links",
 ]
 
 log = logging.getLogger("rucio_rd.datalink")
@@ -105,11 +108,20 @@ def content_qualifier(dataproduct_type: str | None) -> str | None:
 
 @dataclass(frozen=True)
 class SodaLink:
-    """A SODA service of the chosen replica's site: a ``#proc`` row and its descriptor."""
+    """A SODA service of a replica's site: a ``#cutout`` row and its descriptor.
+
+    ``rank`` is the rank of the replica at that site (0: the chosen one),
+    ``soda_id`` the ID the service takes for the file there, and ``values``
+    the ``(MIN, MAX)`` VALUES of the parameters the file's extent bounds
+    (:func:`rucio_rd.soda.extent_values`).
+    """
 
     did: str
     service: SodaService
     site_name: str
+    soda_id: str
+    rank: int = 0
+    values: Mapping[str, tuple[str | None, str | None]] = field(default_factory=dict)
 
     @property
     def kind(self) -> str:
@@ -117,7 +129,9 @@ class SodaLink:
 
     @property
     def description(self) -> str:
-        return f"SODA {self.kind} cutout service for {self.did} at {self.site_name}"
+        which = "the chosen replica" if self.rank == 0 else f"fallback {self.rank}"
+        return (f"SODA {self.kind} cutout service for {self.did} at {self.site_name}"
+                f" (the site of {which})")
 
 
 Row = ReplicaLink | SodaLink | LinkFault
@@ -178,6 +192,31 @@ def replica_links(link_set: LinkSet, first_is: str | None, ranking: int = 0,
                     link_set.file_adler32)
         for rank, ranked in enumerate(link_set.replicas)
     ]
+
+
+def soda_links(link_set: LinkSet, template: str, authority: str) -> list[SodaLink]:
+    """The SODA services of every site holding a replica, in the replicas' order (the
+    chosen replica's site first), each with the ID it takes for the file there.
+
+    ``template`` and ``authority`` make the ID where the service does not name
+    its own form (:mod:`rucio_rd.soda`).  A site holding several replicas
+    is described once, with its best-ranked replica's URL.
+    """
+    values = extent_values(link_set.metadata.extent)
+    links: list[SodaLink] = []
+    seen: set[str] = set()
+    for rank, ranked in enumerate(link_set.replicas):
+        site = ranked.site
+        if site is None or not site.has_soda or site.name in seen:
+            continue
+        seen.add(site.name)
+        for service in (site.soda_sync, site.soda_async):
+            if service is None:
+                continue
+            identifier = soda_id(service.id_template or template, authority=authority,
+                                 did=link_set.did, url=ranked.replica.pfn)
+            links.append(SodaLink(link_set.did, service, site.name, identifier, rank, values))
+    return links
 
 
 def _unplaced(link_sets: Sequence[LinkSet]) -> tuple[bool, list[str]]:
@@ -261,10 +300,8 @@ def _groups(ids: list[str], args: Mapping[str, Any], seen: ClientFacts,
             continue
         group: list[Row] = list(replica_links(result, first_is, request.ranking,
                                               settings.sites.link_auth or None))
-        site = result.chosen_site
-        if site is not None:
-            group.extend(SodaLink(result.did, service, site.name)
-                         for service in (site.soda_sync, site.soda_async) if service is not None)
+        group.extend(soda_links(result, settings.sites.soda_id_template,
+                                settings.sites.soda_id_authority))
         groups.append(group)
     link_sets = [result for result in results if isinstance(result, LinkSet)]
     return groups, explain_ranking(request, client, resolver.locator.description, link_sets)

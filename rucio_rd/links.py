@@ -260,6 +260,8 @@ class FileMetadata:
     content_type: str | None = None
     content_length: int | None = None
     dataproduct_type: str | None = None
+    # s_ra, s_dec, s_fov, em_min, em_max, t_min, t_max where known (the SODA VALUES)
+    extent: Mapping[str, float | None] = field(default_factory=dict)
     # True when the published table could not be read (the rows say so).
     unavailable: bool = False
 

@@ -162,11 +162,15 @@ class SodaService:
         The service endpoint, e.g. ``https://soda.example:443/soda/sync``.
     resource_identifier : str or None
         The service's IVOA identifier (``ivo://...``), where known.
+    id_template : str or None
+        The form of ID the service takes for a file (see :mod:`rucio_rd.soda`);
+        None when the source does not say (the configured default applies).
     """
 
     standard_id: str
     access_url: str
     resource_identifier: str | None = None
+    id_template: str | None = None
 
 
 @dataclass(frozen=True)

@@ -48,12 +48,14 @@ from rucio_rd.model import (
     SiteCatalogue,
     SodaService,
 )
+from rucio_rd.soda import id_template_problem
 
 __all__ = [
     "RSE_ATTRIBUTE_LATITUDE",
     "RSE_ATTRIBUTE_LINK_AUTH",
     "RSE_ATTRIBUTE_LONGITUDE",
     "RSE_ATTRIBUTE_SITE",
+    "RSE_ATTRIBUTE_SODA_ID_TEMPLATE",
     "RSE_ATTRIBUTE_SODA_ASYNC_URL",
     "RSE_ATTRIBUTE_SODA_RESOURCE_IDENTIFIER",
     "RSE_ATTRIBUTE_SODA_SYNC_URL",
@@ -84,6 +86,7 @@ RSE_ATTRIBUTE_SODA_SYNC_URL = "soda_sync_url"
 RSE_ATTRIBUTE_SODA_ASYNC_URL = "soda_async_url"
 RSE_ATTRIBUTE_SODA_RESOURCE_IDENTIFIER = "soda_resource_identifier"
 RSE_ATTRIBUTE_LINK_AUTH = "link_auth"
+RSE_ATTRIBUTE_SODA_ID_TEMPLATE = "soda_id_template"
 
 
 # The largest site-directory answer read (the real one is a few hundred kB).
@@ -186,6 +189,17 @@ def _other_attribute(service: Mapping[str, Any], key: str) -> Any:
     return value.get("value") if isinstance(value, Mapping) else value
 
 
+def _id_template(value: Any, where: str) -> str | None:
+    """A SODA service's ID template (:mod:`rucio_rd.soda`), or None when not said."""
+    if value is None or value == "":
+        return None
+    problem = id_template_problem(value)
+    if problem:
+        log.warning("%s: %s; the configured default ID form applies", where, problem)
+        return None
+    return value
+
+
 def _link_auth(value: Any, where: str) -> str | None:
     """A storage's DataLink link_auth (true, false, optional), or None when not said."""
     text = _nonempty_text(value) if not isinstance(value, bool) else str(value)
@@ -256,9 +270,10 @@ def _parse_site(index: int, entry: Any
                 continue  # one descriptor per kind; the first listed wins
             url = _soda_url(service, where)
             if url is not None:
-                soda[standard_id] = SodaService(standard_id, url,
-                                                _nonempty_text(_other_attribute(
-                                                    service, "resourceIdentifier")))
+                soda[standard_id] = SodaService(
+                    standard_id, url,
+                    _nonempty_text(_other_attribute(service, "resourceIdentifier")),
+                    _id_template(_other_attribute(service, "idTemplate"), where))
         # Other service types (FTS, Jupyter, ...) are none of our business.
     return name, rses, soda
 
@@ -278,7 +293,9 @@ def parse_site_directory(storages: Any, services: Any) -> SiteCatalogue:
         {"linkAuth": {"value": "true" | "false" | "optional"}}``, whether
         the storage wants authentication) or ``{"type": "SODA (sync)" |
         "SODA (async)", "prefix", "host", "port", "path", "other_attributes":
-        {"resourceIdentifier": {"value": "ivo://..."}}}``.
+        {"resourceIdentifier": {"value": "ivo://..."}}}`` (optionally with
+        ``"idTemplate": {"value": template}`` in ``other_attributes``: the form
+        of ID the service takes, see :mod:`rucio_rd.soda`).
 
     Returns
     -------
@@ -375,6 +392,8 @@ def catalogue_from_rse_attributes(attributes: Mapping[str, Mapping[str, Any]]) -
         The full URLs of the site's SODA sync and async endpoints (optional).
     ``soda_resource_identifier``
         The SODA services' IVOA identifier (optional).
+    ``soda_id_template``
+        The form of ID the SODA services take (optional; see :mod:`rucio_rd.soda`).
     ``link_auth``
         Whether the RSE's storage wants authentication: ``true``, ``false``
         or ``optional`` (optional; the configured default otherwise).
@@ -409,14 +428,17 @@ def catalogue_from_rse_attributes(attributes: Mapping[str, Mapping[str, Any]]) -
         site = _nonempty_text(values.get(RSE_ATTRIBUTE_SITE)) or name
         where = f"RSE {name}"
         identifier = _nonempty_text(values.get(RSE_ATTRIBUTE_SODA_RESOURCE_IDENTIFIER))
+        template = _id_template(values.get(RSE_ATTRIBUTE_SODA_ID_TEMPLATE), where)
         sync_url = _attribute_url(values.get(RSE_ATTRIBUTE_SODA_SYNC_URL), where)
         async_url = _attribute_url(values.get(RSE_ATTRIBUTE_SODA_ASYNC_URL), where)
         sites[name] = Site(
             name=site,
             position=_position(values.get(RSE_ATTRIBUTE_LATITUDE),
                                values.get(RSE_ATTRIBUTE_LONGITUDE), site, where),
-            soda_sync=SodaService(SODA_SYNC, sync_url, identifier) if sync_url else None,
-            soda_async=SodaService(SODA_ASYNC, async_url, identifier) if async_url else None,
+            soda_sync=(SodaService(SODA_SYNC, sync_url, identifier, template)
+                       if sync_url else None),
+            soda_async=(SodaService(SODA_ASYNC, async_url, identifier, template)
+                        if async_url else None),
             link_auth=_link_auth(values.get(RSE_ATTRIBUTE_LINK_AUTH), where),
         )
     return SiteCatalogue(sites)

@@ -11,8 +11,8 @@ inline code here only calls into it. -->
 	<meta name="description">
 		Files registered in a Rucio data lake whose metadata carries a sky
 		position, with a DataLink access URL per file.  The DataLink service
-		returns the replica nearest to the client together with the SODA
-		services of the site that holds it.
+		returns the replica nearest to the client first, the others as
+		fallbacks, and the SODA cutout services of the sites that hold them.
 	</meta>
 	<!-- subjects are UAT concepts (http://www.ivoa.net/rdf/uat) -->
 	<meta name="subject">radio-astronomy</meta>
@@ -201,12 +201,14 @@ inline code here only calls into it. -->
 	<!-- The input parameters that the DataLink answers announce for the
 	sites' SODA services (another server's, so DaCHS's own SODA descriptors
 	do not apply): one param per parameter, rendered as the PARAMs of each
-	service descriptor; ID is preset to the file's DID.  (Params rather than
+	service descriptor; ID is preset to the ID that site's service takes for
+	the file (rucio_rd.soda), and the parameters the file's extent bounds get
+	VALUES.  (Params rather than
 	columns: CIRCLE and TIME are reserved words in ADQL.) -->
 	<table id="soda_inputs" onDisk="False">
 		<meta name="description">Input parameters of the sites' SODA services.</meta>
 		<param name="ID" type="text" ucd="meta.id;meta.main"
-			description="The dataset to process (the Rucio DID)"/>
+			description="The dataset to process, as this site's SODA service names it"/>
 		<param name="POS" type="text" ucd="pos.outline;obs"
 			description="Region to cut out, as a DALI/SODA shape: CIRCLE, RANGE or POLYGON with values"/>
 		<param name="CIRCLE" type="double precision[3]" xtype="circle" unit="deg"
@@ -241,7 +243,7 @@ inline code here only calls into it. -->
 			description="Where to get the replica (or null for services and errors)."/>
 		<column name="service_def" type="text" ucd="meta.ref"
 			tablehead="Service" verbLevel="1"
-			description="Reference to the service descriptor (RESOURCE) of a #proc row."/>
+			description="Reference to the service descriptor (RESOURCE) of a #cutout row."/>
 		<column name="error_message" type="unicode" ucd="meta.code.error"
 			tablehead="Error" verbLevel="1"
 			description="Why there is no link: a DataLink fault code and its reason."/>
@@ -250,7 +252,7 @@ inline code here only calls into it. -->
 			description="What the link is: the observation, the site and its distance."/>
 		<column name="semantics" type="text" ucd="meta.code"
 			tablehead="Semantics" verbLevel="1"
-			description="#this for replicas (the first is the chosen one), #proc for services."/>
+			description="#this for replicas (the first is the chosen one), #cutout for the sites' SODA services."/>
 		<column name="content_type" type="text" ucd="meta.code.mime"
 			tablehead="Type" verbLevel="1"
 			description="Media type of what access_url returns."/>
@@ -293,7 +295,8 @@ inline code here only calls into it. -->
 			For a Rucio DID (scope:name), the replica nearest to you (by the
 			geolocation of your IP address) as the first #this link, the
 			other replicas as fallbacks, and the SODA cutout services of the
-			chosen replica's site.  Parameters: ID (repeatable), sort,
+			sites holding them (the chosen replica's site first), each with
+			the ID that service takes.  Parameters: ID (repeatable), sort,
 			ranking (0 = nearest), client_ip_address, must_include_soda
 			(each described with the service's inputs).
 		</meta>

@@ -501,3 +501,26 @@ def test_every_key_is_in_the_template_and_the_readme_reference() -> None:
             if key.name not in ("password", "oidc_client_secret"):  # never in a file
                 assert re.search(rf"^{key.name} = ", template, re.MULTILINE), key.name
             assert f"| `[{section}] {key.name}` |" in readme, f"[{section}] {key.name}"
+
+
+# --- DataLink's per-site defaults -------------------------------------------------------
+
+
+def test_the_soda_id_template_is_checked_when_loaded(tmp_path: Path) -> None:
+    assert load_settings(None, environ={}).sites.soda_id_template == (
+        "ivo://{authority}?{scope}/{path}")
+    path = write(tmp_path, '[sites]\nsoda_id_template = "{did}"\n')
+    assert load_settings(path, environ={}).sites.soda_id_template == "{did}"
+    with pytest.raises(ConfigError, match=r"\[sites\] soda_id_template: .*uses \{pth\}"):
+        load_settings(None, environ={"RUCIO_RD_SITES_SODA_ID_TEMPLATE": "ivo://a?{pth}"})
+
+
+@pytest.mark.parametrize("value", ["true", "false", "optional", ""])
+def test_link_auth_takes_datalinks_values_or_nothing(value: str) -> None:
+    assert load_settings(None, environ={"RUCIO_RD_SITES_LINK_AUTH": value}).sites.link_auth == (
+        value)
+
+
+def test_another_link_auth_is_refused() -> None:
+    with pytest.raises(ConfigError, match=r"\[sites\] link_auth = 'yes' is not one of"):
+        load_settings(None, environ={"RUCIO_RD_SITES_LINK_AUTH": "yes"})

@@ -27,6 +27,9 @@ from rucio_rd.model import (
 RD_FILE = Path(__file__).resolve().parents[2] / "inputs" / "rucio" / "rucio.rd"
 
 
+VO = "{http://www.ivoa.net/xml/VOTable/v1.3}"
+
+
 def rd_table(table_id: str) -> list:
     """The params of one table of the RD rucio/rucio, parsed by DaCHS."""
     from gavo import rscdesc
@@ -63,18 +66,32 @@ def test_other_responseformats_are_usage_errors(given) -> None:
 def test_soda_descriptor_is_an_adhoc_service_with_the_soda_parameters() -> None:
     ctx = votablewrite.VOTableContext(tablecoding="td")
     keys = [svcs.InputKey.fromColumn(param) for param in rd_table("soda_inputs")]
-    descriptor = dl.ExternalSodaDescriptor(SodaLink("s:f.fits", SYNC, "SPSRC"), keys)
-    xml = V.VOTABLE[descriptor.asVOT(ctx)].render().decode()
-    assert 'type="meta"' in xml and 'utype="adhoc:service"' in xml
-    assert 'value="https://soda.es:443/soda/sync"' in xml
-    assert f'value="{SODA_SYNC}"' in xml and 'value="ivo://es/soda"' in xml
-    assert 'name="ID"' in xml and 'value="s:f.fits"' in xml
-    for name in ("POS", "CIRCLE", "POLYGON", "BAND", "TIME", "POL"):
-        assert f'name="{name}"' in xml
-    assert 'xtype="circle"' in xml
+    descriptor = dl.ExternalSodaDescriptor(
+        SodaLink("s:f.fits", SYNC, "SP SRC", "ivo://a?s/9b/f.fits", 1,
+                 {"CIRCLE": (None, "1 2 0.5"), "BAND": ("0.21", "0.23")}), keys)
+    resource = ElementTree.fromstring(V.VOTABLE[descriptor.asVOT(ctx)].render())[0]
+    assert (resource.get("type"), resource.get("utype")) == ("meta", "adhoc:service")
+    assert resource.get("ID") == "soda_sync_SP_SRC"
+    assert "at SP SRC (the site of fallback 1)" in resource.find(f"{VO}DESCRIPTION").text
+    params = {param.get("name"): param.get("value") for param in resource.findall(f"{VO}PARAM")}
+    assert params == {"accessURL": "https://soda.es:443/soda/sync", "standardID": SODA_SYNC,
+                      "resourceIdentifier": "ivo://es/soda"}
+    inputs = {param.get("name"): param for param in resource.find(f"{VO}GROUP")}
+    assert list(inputs) == ["ID", "POS", "CIRCLE", "POLYGON", "BAND", "TIME", "POL"]
+    assert inputs["ID"].get("value") == "ivo://a?s/9b/f.fits"
+    assert inputs["CIRCLE"].get("xtype") == "circle"
+
+    def values(name: str) -> dict[str, str]:
+        found = inputs[name].find(f"{VO}VALUES")
+        return {} if found is None else {child.tag[len(VO):]: child.get("value")
+                                         for child in found}
+
+    assert values("CIRCLE") == {"MAX": "1 2 0.5"}
+    assert values("BAND") == {"MIN": "0.21", "MAX": "0.23"}
+    assert values("TIME") == values("POLYGON") == values("POS") == {}
     assert descriptor.kind == "sync"
     assert dl.ExternalSodaDescriptor(
-        SodaLink("s:f", SodaService(SODA_ASYNC, "u", None), "X"), []).kind == "async"
+        SodaLink("s:f", SodaService(SODA_ASYNC, "u", None), "X", "s:f"), []).kind == "async"
 
 
 # --- the package's log records reach DaCHS's logs -----------------------------------------

@@ -18,6 +18,7 @@ from rucio_rd.datalink import (
     content_qualifier,
     explain_ranking,
     replica_links,
+    soda_links,
 )
 from rucio_rd.links import (
     ClientLocation,
@@ -28,7 +29,15 @@ from rucio_rd.links import (
     LinkSet,
     UsageError,
 )
-from rucio_rd.model import Position, RankedReplica, Replica
+from rucio_rd.model import (
+    SODA_ASYNC,
+    SODA_SYNC,
+    Position,
+    RankedReplica,
+    Replica,
+    Site,
+    SodaService,
+)
 from rucio_rd.ranking import SORTS
 
 ERIDANUS = FileMetadata("Eridanus", "application/fits", 99)
@@ -147,18 +156,28 @@ def test_sort_random_is_explained_as_random() -> None:
 # --- answer: the whole request -------------------------------------------------------
 
 
-def test_answer_gives_replicas_then_the_chosen_sites_soda_per_id_in_id_order() -> None:
+def test_answer_gives_replicas_then_every_sites_soda_per_id_in_id_order() -> None:
     result = ask(ID=["s:uk", "s:both"], client_ip_address="1.2.3.4", must_include_soda="no")
     kinds = [(type(row).__name__, row.did) for row in result.rows]
+    # s:both is nearest at UK, which has no SODA; Spain's SODA is described for fallback 1.
     assert kinds == [("ReplicaLink", "s:uk"), ("ReplicaLink", "s:both"),
-                     ("ReplicaLink", "s:both")]
+                     ("ReplicaLink", "s:both"), ("SodaLink", "s:both")]
+    soda = result.rows[-1]
+    assert (soda.site_name, soda.rank) == ("SPSRC", 1)
+    assert soda.description.endswith("at SPSRC (the site of fallback 1)")
     assert result.ranking[0] == "nearest_by_client" and not result.overflowed
 
 
 def test_soda_rows_follow_the_replicas_when_the_chosen_site_offers_soda() -> None:
-    result = ask(ID="s:both", client_ip_address="1.2.3.4", must_include_soda="true")
+    settings = Settings(sites=SiteSettings(soda_id_authority="ivo.test"))
+    result = answer({"ID": "s:both", "client_ip_address": "1.2.3.4",
+                     "must_include_soda": "true"}, ClientFacts(peer="10.0.0.1"), None,
+                    lambda: (resolver(), settings))
     assert [type(row) for row in result.rows] == [ReplicaLink, SodaLink]
     assert result.rows[1].kind == "sync" and result.rows[1].site_name == "SPSRC"
+    assert result.rows[1].rank == 0
+    # The prototype's ID form (the default), from the chosen replica's URL https://es/both.
+    assert result.rows[1].soda_id == "ivo://ivo.test?s/both"
 
 
 def test_a_bad_parameter_is_a_usage_fault_row_per_id() -> None:
@@ -238,3 +257,45 @@ def test_an_unlocated_client_gets_rse_name_order_and_is_told_so() -> None:
                     lambda: (service, Settings()))
     assert [row.description for row in result.rows][0] == "obs at SPSRC (ES_RSE): chosen replica"
     assert "replicas are in RSE-name order" in result.ranking[1]
+
+
+# --- the SODA services of every site ----------------------------------------------------
+
+
+def soda_site(name: str, template: str | None = None) -> Site:
+    return Site(name, Position(0.0, 0.0, name),
+                soda_sync=SodaService(SODA_SYNC, f"https://soda.{name}/sync", None, template),
+                soda_async=SodaService(SODA_ASYNC, f"https://soda.{name}/async", None, template))
+
+
+def test_every_soda_site_in_replica_order_each_with_its_own_id() -> None:
+    replicas = LinkSet("sc:a/f.fits", (
+        RankedReplica(Replica("UK_RSE", "https://uk/disk/sc/a/f.fits"), UK, 10.0),
+        RankedReplica(Replica("ES_RSE", "https://es:8443/x/sc/9b/98/a/f.fits"),
+                      soda_site("SPSRC"), 20.0),
+        RankedReplica(Replica("ES_TAPE", "https://tape.es/sc/a/f.fits"), soda_site("SPSRC"), 21.0),
+        RankedReplica(Replica("AU_RSE", "https://au/sc/a/f.fits"),
+                      soda_site("AUSSRC", "{did}"), 30.0),
+        RankedReplica(Replica("XX_RSE", "https://xx/sc/a/f.fits"), None, None),
+    ), FileMetadata("obs", extent={"s_ra": 10.0, "s_dec": 20.0, "s_fov": 1.0,
+                                   "em_min": 0.2, "em_max": 0.3}))
+    links = soda_links(replicas, "ivo://{authority}?{scope}/{path}", "skao.int")
+    assert [(link.site_name, link.kind, link.rank) for link in links] == [
+        ("SPSRC", "sync", 1), ("SPSRC", "async", 1), ("AUSSRC", "sync", 3),
+        ("AUSSRC", "async", 3)]
+    # SPSRC is described once, from its best-ranked replica's URL.
+    assert [link.soda_id for link in links] == [
+        "ivo://skao.int?sc/9b/98/a/f.fits", "ivo://skao.int?sc/9b/98/a/f.fits",
+        "sc:a/f.fits", "sc:a/f.fits"]
+    assert links[0].values["CIRCLE"] == (None, "10 20 0.5")
+    assert links[0].values["BAND"] == ("0.2", "0.3")
+    assert all(link.values == links[0].values for link in links)
+
+
+def test_a_chosen_site_without_soda_gives_the_next_sites_and_none_gives_none() -> None:
+    links = soda_links(link_set(), "{did}", "a")
+    assert [(link.site_name, link.kind, link.rank, link.soda_id) for link in links] == [
+        ("SPSRC", "sync", 1, "s:f.fits")]
+    only_uk = LinkSet("s:f", (RankedReplica(Replica("UK_RSE", "https://uk/f"), UK, 1.0),),
+                      ERIDANUS)
+    assert soda_links(only_uk, "{did}", "a") == []

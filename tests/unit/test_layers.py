@@ -34,7 +34,8 @@ def package_imports(module: str) -> set[str]:
     ("deadline", set()),
     ("http", {"rucio_rd.deadline"}),
     # config validates [sites] source against the table of site sources (lazily)
-    ("config", {"rucio_rd.sites", "rucio_rd.model"}),
+    ("config", {"rucio_rd.sites", "rucio_rd.model", "rucio_rd.soda"}),
+    ("soda", set()),
     # the server-wide fixes patch Twisted and DaCHS only
     ("dachs_server", set()),
     ("guard", set()),

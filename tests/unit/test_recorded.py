@@ -87,7 +87,7 @@ def as_document_row(row) -> tuple:
         return (row.did, None, f"{row.fault}: {row.message}", None, "#this", None, None)
     if isinstance(row, SodaLink):
         # DaCHS's #proc rows name what the SODA service returns
-        return (row.did, None, None, row.description, "#proc", "application/fits", None)
+        return (row.did, None, None, row.description, "#cutout", "application/fits", None)
     assert isinstance(row, ReplicaLink)
     return (row.did, row.access_url, None, row.description, "#this", row.content_type,
             str(row.content_length))
@@ -108,9 +108,9 @@ def test_recorded_answers_give_the_recorded_datalink_document(recorded_rucio) ->
                                     row["content_length"]))
                 for row in table]
     ours = [as_document_row(row) for row in result.rows]
-    # DaCHS writes the #proc rows after all others
-    ours = ([row for row in ours if row[4] != "#proc"]
-            + [row for row in ours if row[4] == "#proc"])
+    # DaCHS writes the #cutout rows after all others
+    ours = ([row for row in ours if row[4] != "#cutout"]
+            + [row for row in ours if row[4] == "#cutout"])
     assert ours == recorded
 
     text = DOCUMENT.read_text(encoding="utf-8")

@@ -851,3 +851,26 @@ def test_an_rse_attribute_may_say_whether_its_storage_wants_authentication():
     catalogue = catalogue_from_rse_attributes({
         "A": {"link_auth": "optional"}, "B": {"link_auth": "sometimes"}, "C": {}})
     assert [catalogue.site_for_rse(rse).link_auth for rse in "ABC"] == ["optional", None, None]
+
+
+# --- the ID a SODA service takes -------------------------------------------------------
+
+
+def test_a_soda_service_may_name_the_id_form_it_takes(caplog):
+    catalogue = one_site(
+        soda_entry(other_attributes={"idTemplate": {"value": "{did}"}}),
+        soda_entry("SODA (async)", path="/soda/async",
+                   other_attributes={"idTemplate": "ivo://x?{nope}"}))
+    site = catalogue.site_for_rse("X_RSE")
+    assert site.soda_sync.id_template == "{did}"
+    assert site.soda_async.id_template is None
+    assert "uses {nope}" in caplog.text and "configured default ID form applies" in caplog.text
+    assert one_site(soda_entry()).site_for_rse("X_RSE").soda_sync.id_template is None
+
+
+def test_an_rse_attribute_may_name_the_soda_id_form():
+    catalogue = catalogue_from_rse_attributes({"A": {
+        "soda_sync_url": "https://soda.a/sync", "soda_async_url": "https://soda.a/async",
+        "soda_id_template": "{url}"}})
+    site = catalogue.site_for_rse("A")
+    assert site.soda_sync.id_template == site.soda_async.id_template == "{url}"
