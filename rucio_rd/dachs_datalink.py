@@ -13,10 +13,15 @@ The decisions are made by :func:`rucio_rd.datalink.answer`; this module only:
   media type whatever Accept says (DaCHS's stock answers fail datalinklint on
   both).
 
+``/rucio/rucio/dl/dlget`` takes the same parameters and one ID, and answers
+with a redirect (303) to the replica the links document would put first, or a
+DALI error document (:class:`HttpAnswer`, which DaCHS's ``dlget`` renderer
+hands the request to).
+
 DaCHS does not pass the HTTP request to cores, so :func:`install_client_hook`
 records the peer address and forwarding headers in the query metadata of
-DaCHS's ``dlmeta`` renderer; that is the one place this module reaches into
-DaCHS internals, and it only adds a key.
+DaCHS's ``dlmeta`` and ``dlget`` renderers; that is the one place this module
+reaches into DaCHS internals, and it only adds a key.
 """
 
 from __future__ import annotations
@@ -35,7 +40,7 @@ from gavo.formats import votablewrite
 from gavo.protocols import datalink
 from gavo.votable import V
 
-from rucio_rd import config, links
+from rucio_rd import config, dali, links
 from rucio_rd import datalink as decisions
 from rucio_rd.availability import MISCONFIGURED, Availability
 from rucio_rd.dachs_config import load_dachs_settings
@@ -141,11 +146,16 @@ class ExternalSodaDescriptor:
 
 
 def install_client_hook() -> None:
-    """Make DaCHS's dlmeta renderer note the peer address and forwarding headers."""
+    """Make DaCHS's dlmeta and dlget renderers note the peer address and forwarding
+    headers."""
     from gavo.web import vodal
 
-    renderer = vodal.DatalinkGetMetaRenderer
-    if getattr(renderer, "_rucio_rd_hooked", False):
+    for renderer in (vodal.DatalinkGetMetaRenderer, vodal.DatalinkGetDataRenderer):
+        _hook_client(renderer)
+
+
+def _hook_client(renderer: type) -> None:
+    if vars(renderer).get("_rucio_rd_hooked", False):
         return
     original_init = renderer.__init__
 
@@ -341,6 +351,48 @@ def _this_row(row: decisions.ReplicaLink | links.LinkFault) -> dict[str, Any]:
                      adler32=row.adler32)
 
 
+def _request_args() -> dict[str, Any]:
+    """The request's arguments, from DaCHS's renderer up the stack; {} for the
+    metadata pages (capabilities, info), which ask without a request."""
+    try:
+        args = utils.stealVar("args")
+    except ValueError:
+        return {}
+    return args if isinstance(args, dict) else {}
+
+
+class HttpAnswer:
+    """A whole HTTP answer (status, headers, body) that DaCHS's ``dlget`` renderer
+    hands the request to: a core's result that is neither data nor a file."""
+
+
+    def __init__(self, status: int, headers: dict[str, str], body: bytes) -> None:
+        self.status, self.headers, self.body = status, headers, body
+
+    @classmethod
+    def of(cls, decision: decisions.Redirect) -> HttpAnswer:
+        if decision.location is not None:
+            text = f"See {decision.location}\n".encode()
+            return cls(decision.status, {"location": decision.location,
+                                         "content-type": "text/plain; charset=utf-8"}, text)
+        return cls(decision.status, {"content-type": dali.ERROR_MEDIA_TYPE},
+                   dali.error_document(decision.message or "error"))
+
+    def render(self, request: Any) -> Any:
+        from twisted.web import server
+
+        # DaCHS's dlget renderer names a file to save (from the ID, as for a
+        # cutout); a redirect or an error is no such file.
+        request.responseHeaders.removeHeader("content-disposition")
+        request.setResponseCode(self.status)
+        for name, value in self.headers.items():
+            request.setHeader(name, value)
+        request.setHeader("content-length", str(len(self.body)))
+        request.write(self.body)
+        request.finish()
+        return server.NOT_DONE_YET
+
+
 class RucioDatalinkCore(datalink.DatalinkCore):
     """A datalink core whose IDs are Rucio DIDs and whose links are ranked replicas.
 
@@ -374,6 +426,8 @@ class RucioDatalinkCore(datalink.DatalinkCore):
             install_data_updated([*self.rd.services, self.parent])
 
     def adaptForRenderer(self, renderer: Any, queryMeta: Any) -> Any:
+        if renderer.name == "dlget":
+            return self._adapt_for_dlget(queryMeta)
         if renderer.name != "dlmeta":
             return self
         # The service adds DaCHS's DALI keys after this core is built (and a
@@ -381,24 +435,14 @@ class RucioDatalinkCore(datalink.DatalinkCore):
         # DaCHS validates the request's parameters against it.
         _accept_votable_responseformats(self.parent)
         try:
-            args = utils.stealVar("args")
-            if not isinstance(args, dict):
-                raise ValueError("no request arguments")
-        except ValueError:
-            # Metadata pages (capabilities, info) ask without a request: answer
-            # with an empty adapted core, never with self, which DaCHS would cache.
-            args = {}
-        try:
             result = decisions.answer(
-                args, decisions.ClientFacts(**(queryMeta.get(CLIENT_KEY) or {})),
+                _request_args(), decisions.ClientFacts(**(queryMeta.get(CLIENT_KEY) or {})),
                 queryMeta["dbLimit"], lambda: _shared_resolver(self._main_table))
         except links.UsageError as exc:
             raise base.ValidationError(str(exc), exc.parameter or "ID") from None
 
-        adapted = self.change(inputTable=base.makeStruct(
-            svcs.InputTD, inputKeys=self.inputKeys[:], exclusive=True))
+        adapted = self._adapted()
         adapted.run = adapted.runForMeta
-        adapted.nocache = True
         adapted.datalinkLinks = [_this_row(row) for row in result.rows
                                  if not isinstance(row, decisions.SodaLink)]
         inputs = self._soda_inputs()
@@ -407,6 +451,23 @@ class RucioDatalinkCore(datalink.DatalinkCore):
         adapted.descriptors, adapted.errors = [], []
         adapted.overflowed = result.overflowed
         adapted.choice_info = result.ranking
+        return adapted
+
+    def _adapted(self) -> Any:
+        """A copy of this core for one request (never cached by DaCHS)."""
+        adapted = self.change(inputTable=base.makeStruct(
+            svcs.InputTD, inputKeys=self.inputKeys[:], exclusive=True))
+        adapted.nocache = True
+        return adapted
+
+    def _adapt_for_dlget(self, queryMeta: Any) -> Any:
+        """``dlget``: the same decision as ``dlmeta``, answered as a redirect (303)
+        to the replica it puts first, or as a DALI error document."""
+        decision = decisions.redirect(
+            _request_args(), decisions.ClientFacts(**(queryMeta.get(CLIENT_KEY) or {})),
+            lambda: _shared_resolver(self._main_table))
+        adapted = self._adapted()
+        adapted.run = lambda service, inputTable, queryMeta: HttpAnswer.of(decision)
         return adapted
 
     def _main_table(self) -> str:

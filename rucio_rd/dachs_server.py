@@ -79,7 +79,8 @@ import select
 import threading
 from collections.abc import Callable
 from typing import Any
-from xml.sax.saxutils import escape
+
+from rucio_rd.dali import error_document
 
 __all__ = ["install_server_fixes"]
 
@@ -215,18 +216,9 @@ def _may_answer(channel: Any) -> bool:
     return bool(channel.persistent) and transport is not None and not transport.disconnecting
 
 
-def _votable_error(message: str) -> bytes:
-    """A DALI error document saying ``message``."""
-    return ('<?xml version="1.0" encoding="utf-8"?>'
-            '<VOTABLE version="1.4" xmlns="http://www.ivoa.net/xml/VOTable/v1.3">'
-            '<RESOURCE type="results">'
-            f'<INFO name="QUERY_STATUS" value="ERROR">{escape(message)}</INFO>'
-            '</RESOURCE></VOTABLE>').encode()
-
-
 def _refuse(channel: Any, status: int, message: str) -> None:
     """Answer ``status`` with ``message`` and close the connection."""
-    body = _votable_error(message)
+    body = error_document(message)
     head = (f"HTTP/1.1 {status} {_REASONS[status]}\r\n"
             "Content-Type: text/xml\r\n"
             f"Content-Length: {len(body)}\r\n"

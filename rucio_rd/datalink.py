@@ -46,12 +46,14 @@ __all__ = [
     "PRODUCT_TYPES",
     "ClientFacts",
     "DatalinkAnswer",
+    "Redirect",
     "ReplicaLink",
     "SodaLink",
     "answer",
     "content_qualifier",
     "error_message",
     "explain_ranking",
+    "redirect",
     "replica_links",
     "soda_links",
 ]
@@ -342,6 +344,41 @@ def answer(
     groups, ranking = _groups(resolved, args, seen, service) if resolved else ([], None)
     rows, overflowed = crop_groups(groups, maxrec)
     return DatalinkAnswer(rows, ranking, overflowed or len(ids) > limit)
+
+
+@dataclass(frozen=True)
+class Redirect:
+    """What ``dlget`` answers: 303 to the chosen replica's ``location``, or a
+    client or server error ``status`` and the DALI error ``message``."""
+
+    status: int
+    location: str | None = None
+    message: str | None = None
+
+
+# The HTTP status of a dlget whose one ID got a fault row.
+_FAULT_STATUS = {Fault.USAGE: 400, Fault.NOT_FOUND: 404, Fault.TRANSIENT: 503,
+                 Fault.FATAL: 500, Fault.DEFAULT: 500}
+
+
+def redirect(
+    args: Mapping[str, Any],
+    seen: ClientFacts,
+    service: Callable[[], tuple[ReplicaResolver, Settings]],
+) -> Redirect:
+    """Answer a ``dlget`` request: the replica the links document would put first
+    for the same parameters, as an HTTP redirect (Rucio's ``/redirect`` and CADC's
+    file locator do the same).  Exactly one ID; its fault, if any, is the error."""
+    ids = all_values(args, "ID")
+    if len(ids) != 1:
+        return Redirect(400, message=f"{Fault.USAGE}: dlget takes exactly one ID (a Rucio DID,"
+                                     f" scope:name), not {len(ids)}; ask dlmeta for several")
+    first = answer(args, seen, None, service).rows[0]
+    if isinstance(first, LinkFault):
+        return Redirect(_FAULT_STATUS[first.fault], message=error_message(first)[1])
+    if not isinstance(first, ReplicaLink):  # pragma: no cover - replicas come first
+        raise AssertionError(f"the first row of a link set is a replica, not {first!r}")
+    return Redirect(303, location=first.access_url)
 
 
 def error_message(fault: LinkFault) -> tuple[str, str]:

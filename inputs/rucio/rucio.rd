@@ -28,6 +28,13 @@ inline code here only calls into it. -->
 			One row per Rucio file (DID) whose metadata has s_ra, s_dec and
 			access_url; the access_url points to this server's DataLink service.
 		</meta>
+		<!-- Cone search and TAP results declare the DataLink service (a
+		descriptor whose ID takes the did column), so that pyvo's
+		iter_datalinks and TOPCAT ask for many files in one POST. -->
+		<meta name="_associatedDatalinkService">
+			<meta name="serviceId">dl</meta>
+			<meta name="idColumn">did</meta>
+		</meta>
 		<!-- pgSphere, not q3c: q3c builds in a seventh of the time (1.4 s
 		against 10 s at a million rows) and ivoa.obscore expects it, but its
 		cost estimates are so high (hundreds of thousands for a 0.1 degree
@@ -288,7 +295,10 @@ inline code here only calls into it. -->
 		<make table="links"/>
 	</data>
 
-	<service id="dl" allowed="dlmeta">
+	<!-- dlmeta: the links document; dlget: the same decision as a redirect
+	(303) to the replica it puts first, for curl -L, wget, browsers and
+	pyvo's getdataset(). -->
+	<service id="dl" allowed="dlmeta,dlget">
 		<meta name="title">Rucio Data Lake DataLink</meta>
 		<meta name="shortName">Rucio DataLink</meta>
 		<meta name="description">

@@ -266,6 +266,77 @@ def test_when_the_chosen_site_has_no_soda_the_next_sites_are_described(stack: St
     assert list(results.iter_adhocservices()) == []
 
 
+# --- dlget: the same decision as a redirect ---------------------------------------------
+
+def dlget(stack: Stack, *dids: str, **params: str) -> requests.Response:
+    query = [("ID", did) for did in dids] + list(params.items())
+    return requests.get(stack.datalink_url.replace("/dlmeta", "/dlget"), params=query,
+                        allow_redirects=False, timeout=30)
+
+
+@pytest.mark.parametrize("params", [
+    {"client_ip_address": RAL}, {"client_ip_address": MADRID},
+    {"client_ip_address": RAL, "ranking": "2"},
+    {"client_ip_address": RAL, "must_include_soda": "True"},
+    {"id_case": "id", "client_ip_address": MADRID, "RANKING": "1"},
+], ids=["ral", "madrid", "ranking", "soda", "lower-case"])
+def test_dlget_redirects_to_the_replica_the_links_document_puts_first(stack: Stack,
+                                                                     params) -> None:
+    params = dict(params)
+    name = params.pop("id_case", "ID")
+    response = requests.get(stack.datalink_url.replace("/dlmeta", "/dlget"),
+                            params={name: WALLABY, **params}, allow_redirects=False, timeout=30)
+    assert response.status_code == 303
+    assert response.headers["location"] == this_urls(fetch(stack, WALLABY, **params))[0]
+    assert "content-disposition" not in response.headers
+
+
+def test_dlget_of_the_notebooks_file_from_ral_with_soda_is_the_notebooks_url(
+        stack: Stack) -> None:
+    response = dlget(stack, WALLABY, client_ip_address=RAL, must_include_soda="True")
+    assert response.headers["location"] == NOTEBOOK_URL
+
+
+@pytest.mark.parametrize(("dids", "params", "status", "said"), [
+    (["nope:missing.fits"], {}, 404, "NotFoundFault: Rucio knows no file nope:missing.fits"),
+    (["not a did"], {}, 400, "UsageFault: ID 'not a did' is not a Rucio DID"),
+    ([WALLABY], {"sort": "fastest"}, 400, "UsageFault: sort='fastest'"),
+    ([WALLABY], {"client_ip_address": "10.0.0.1"}, 400, "cannot be geolocated"),
+    ([], {}, 400, "dlget takes exactly one ID"),
+    ([WALLABY, PTF], {}, 400, "not 2; ask dlmeta for several"),
+])
+def test_dlget_faults_are_dali_error_documents(stack: Stack, dids, params, status,
+                                               said) -> None:
+    response = dlget(stack, *dids, **params)
+    assert response.status_code == status
+    assert response.headers["content-type"].startswith("text/xml")
+    info = ElementTree.fromstring(response.content).find(f"{VO}RESOURCE/{VO}INFO")
+    assert (info.get("name"), info.get("value")) == ("QUERY_STATUS", "ERROR")
+    assert said in info.text
+
+
+# --- many IDs in one POST, the way pyvo and TOPCAT ask --------------------------------------
+
+def test_pyvo_iter_datalinks_posts_the_cone_searchs_ids_in_batches(stack: Stack) -> None:
+    web_log = stack.dachs.root / "logs" / "web.log"
+    posts_before = web_log.read_text(errors="replace").count("'POST' '/rucio/rucio/dl/dlmeta'")
+    results = conesearch(stack.cone_url, pos=(0, 0), radius=90)
+    assert len(results) > 100
+    # The cone search's answer declares the DataLink service, its ID from the did column.
+    descriptor = results.get_adhocservice_by_ivoid("ivo://ivoa.net/std/DataLink#links")
+    assert {p.name: p.value for p in descriptor.params}["accessURL"] == stack.datalink_url
+    linked = {}
+    for links in results.iter_datalinks():
+        this = [row for row in links.bysemantics("#this") if not row.error_message]
+        assert this, links.to_table()
+        linked[this[0].id] = links
+    assert set(linked) == set(results["did"])
+    posts = (web_log.read_text(errors="replace").count("'POST' '/rucio/rucio/dl/dlmeta'")
+             - posts_before)
+    # MAXREC (DaCHS's 100 rows) crops each answer between files; pyvo asks again for the rest.
+    assert 2 <= posts <= len(results) // 10
+
+
 # --- several IDs, faults -----------------------------------------------------------------
 
 def test_several_ids_in_one_request_each_get_their_links(stack: Stack) -> None:

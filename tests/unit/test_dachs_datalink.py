@@ -175,3 +175,50 @@ def test_the_service_parameters_are_the_rds_and_sort_lists_every_method() -> Non
     for name, method in SORT_METHODS.items():
         assert f"{name}" in text and method.description in text
     assert "nearest_by_client (default)" in text
+
+
+# --- dlget's answers ----------------------------------------------------------------------
+
+
+class FakeRequest:
+    def __init__(self) -> None:
+        from twisted.web.http_headers import Headers
+
+        self.responseHeaders = Headers({"content-disposition": ["attachment; filename=x.vot2"]})
+        self.code, self.written, self.finished = None, b"", False
+
+    def setResponseCode(self, code: int) -> None:  # noqa: N802 - Twisted's name
+        self.code = code
+
+    def setHeader(self, name: str, value: str) -> None:  # noqa: N802 - Twisted's name
+        self.responseHeaders.setRawHeaders(name, [value])
+
+    def write(self, data: bytes) -> None:
+        self.written += data
+
+    def finish(self) -> None:
+        self.finished = True
+
+
+def test_dlget_answers_a_redirect_with_a_location_and_no_file_name() -> None:
+    from rucio_rd.datalink import Redirect
+
+    request = FakeRequest()
+    dl.HttpAnswer.of(Redirect(303, location="https://uk/f.fits")).render(request)
+    assert request.code == 303 and request.finished
+    headers = request.responseHeaders
+    assert headers.getRawHeaders("location") == ["https://uk/f.fits"]
+    assert not headers.hasHeader("content-disposition")
+    assert headers.getRawHeaders("content-length") == [str(len(request.written))]
+
+
+def test_dlget_answers_a_fault_with_a_dali_error_document() -> None:
+    from rucio_rd.datalink import Redirect
+
+    request = FakeRequest()
+    dl.HttpAnswer.of(Redirect(404, message="NotFoundFault: no <file> \x00")).render(request)
+    assert request.code == 404
+    assert request.responseHeaders.getRawHeaders("content-type") == ["text/xml"]
+    info = ElementTree.fromstring(request.written).find(f"{VO}RESOURCE/{VO}INFO")
+    assert (info.get("name"), info.get("value")) == ("QUERY_STATUS", "ERROR")
+    assert info.text == "NotFoundFault: no <file> \ufffd"

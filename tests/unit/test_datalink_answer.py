@@ -12,11 +12,13 @@ from rucio_rd.config import ConfigError, Settings, SiteSettings
 from rucio_rd.datalink import (
     MAX_IDS,
     ClientFacts,
+    Redirect,
     ReplicaLink,
     SodaLink,
     answer,
     content_qualifier,
     explain_ranking,
+    redirect,
     replica_links,
     soda_links,
 )
@@ -39,6 +41,7 @@ from rucio_rd.model import (
     SodaService,
 )
 from rucio_rd.ranking import SORTS
+from rucio_rd.rucio import RucioUnavailable
 
 ERIDANUS = FileMetadata("Eridanus", "application/fits", 99)
 RAL = ClientFacts()
@@ -299,3 +302,40 @@ def test_a_chosen_site_without_soda_gives_the_next_sites_and_none_gives_none() -
     only_uk = LinkSet("s:f", (RankedReplica(Replica("UK_RSE", "https://uk/f"), UK, 1.0),),
                       ERIDANUS)
     assert soda_links(only_uk, "{did}", "a") == []
+
+
+# --- dlget: the same decision as a redirect ---------------------------------------------
+
+
+def get(**args) -> Redirect:
+    return redirect(args, ClientFacts(peer="10.0.0.1"), service)
+
+
+def test_dlget_redirects_to_the_replica_the_links_document_puts_first() -> None:
+    for args in ({"client_ip_address": "1.2.3.4"}, {"client_ip_address": "1.2.3.4", "ranking": "1"},
+                 {}):
+        first = next(row for row in ask(ID="s:both", **args).rows
+                     if isinstance(row, ReplicaLink))
+        assert get(ID="s:both", **args) == Redirect(303, location=first.access_url)
+    assert get(ID="s:both", client_ip_address="1.2.3.4").location == "https://uk/both"
+    assert get(id="s:both", client_ip_address="1.2.3.4", ranking="1").location == "https://es/both"
+
+
+@pytest.mark.parametrize(("args", "status", "said"), [
+    ({"ID": "s:nope"}, 404, "NotFoundFault: Rucio knows no file s:nope"),
+    ({"ID": "s:none"}, 404, "NotFoundFault: s:none has no available replica"),
+    ({"ID": "not a did"}, 400, "UsageFault: ID 'not a did' is not a Rucio DID"),
+    ({"ID": "s:both", "sort": "fastest"}, 400, "UsageFault: sort='fastest'"),
+    ({}, 400, "UsageFault: dlget takes exactly one ID"),
+    ({"ID": ["s:both", "s:uk"]}, 400, "not 2; ask dlmeta for several"),
+])
+def test_dlget_faults_are_errors_with_their_status(args, status, said) -> None:
+    answer_ = get(**args)
+    assert answer_.status == status and answer_.location is None
+    assert said in answer_.message
+
+
+def test_dlget_when_rucio_is_down_is_a_server_error_to_retry() -> None:
+    rucio = FakeRucio(FILES, error=RucioUnavailable("refused", None, None))
+    answer_ = redirect({"ID": "s:both"}, ClientFacts(), lambda: (resolver(rucio), Settings()))
+    assert answer_.status == 503 and answer_.message.startswith("TransientFault:")

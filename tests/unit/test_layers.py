@@ -37,7 +37,8 @@ def package_imports(module: str) -> set[str]:
     ("config", {"rucio_rd.sites", "rucio_rd.model", "rucio_rd.soda"}),
     ("soda", set()),
     # the server-wide fixes patch Twisted and DaCHS only
-    ("dachs_server", set()),
+    ("dachs_server", {"rucio_rd.dali"}),
+    ("dali", set()),
     ("guard", set()),
     ("replica_cache", {"rucio_rd.model"}),
 ])
