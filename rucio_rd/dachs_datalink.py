@@ -302,20 +302,24 @@ _EXTENT = ("s_ra", "s_dec", "s_fov", "em_min", "em_max", "t_min", "t_max")
 
 
 def _table_metadata(table_name: str, dids: Sequence[str]) -> dict[str, links.FileMetadata]:
-    """obs_id, content type, length and product type for the DIDs from the published table.
+    """What the published table knows of the DIDs: obs_id, content type, length,
+    product type, extra links and extent.
 
     A connection the database dropped (a restart, a failover,
     ``pg_terminate_backend``) fails its first query; DaCHS then discards its
     pools, so the lookup is made once more on a fresh connection.
     """
-    query = (f"SELECT did, obs_id, content_type, content_length, dataproduct_type,"
+    query = (f"SELECT did, obs_id, content_type, content_length, dataproduct_type, datalinks,"
              f" {', '.join(_EXTENT)} FROM {table_name} WHERE did = ANY(%(dids)s)")
     for attempt in (1, 2):
         try:
             with base.getTableConn() as connection:
-                return {did: links.FileMetadata(*values[:4], extent=dict(zip(
-                            _EXTENT, values[4:], strict=True)))
-                        for did, *values in connection.query(query, {"dids": list(dids)})}
+                return {
+                    did: links.FileMetadata(
+                        obs_id, content_type, content_length, product_type,
+                        extent=dict(zip(_EXTENT, extent, strict=True)), datalinks=datalinks)
+                    for did, obs_id, content_type, content_length, product_type, datalinks,
+                    *extent in connection.query(query, {"dids": list(dids)})}
         except (psycopg2.OperationalError, psycopg2.InterfaceError) as exc:
             if attempt == 2:
                 raise
@@ -339,8 +343,14 @@ def _link_row(**values: Any) -> dict[str, Any]:
     return {name: values.get(name) for name in LINK_COLUMNS}
 
 
-def _this_row(row: decisions.ReplicaLink | links.LinkFault) -> dict[str, Any]:
-    """The links-table row of a ``#this`` row or a fault row."""
+def _this_row(row: decisions.ReplicaLink | decisions.AuxiliaryLink | links.LinkFault
+              ) -> dict[str, Any]:
+    """The links-table row of a ``#this`` row, an extra link or a fault row."""
+    if isinstance(row, decisions.AuxiliaryLink):
+        link = row.link
+        return _link_row(ID=row.did, access_url=link.access_url, semantics=link.semantics,
+                         description=link.description, content_type=link.content_type,
+                         content_length=link.content_length)
     if isinstance(row, links.LinkFault):
         did, message = decisions.error_message(row)
         return _link_row(ID=did, error_message=message, semantics="#this")

@@ -5,7 +5,8 @@ address in, the rows of the answer and the explanation of the ranking out.
 (:mod:`rucio_rd.links`), asks the shared :class:`~rucio_rd.links.ReplicaResolver`
 for all IDs at once, and turns each ID's result into rows, in ID order and kept
 together under MAXREC: :class:`ReplicaLink` (``#this``, the chosen replica
-first), :class:`SodaLink` (a SODA service of a site holding a replica, the
+first), :class:`AuxiliaryLink` (the file's extra links from its metadata),
+:class:`SodaLink` (a SODA service of a site holding a replica, the
 chosen replica's site first, with the ID that service takes) or a
 :class:`~rucio_rd.links.LinkFault` (an error row).  The DaCHS side
 (:mod:`rucio_rd.dachs_datalink`) only reads the request, converts these rows
@@ -18,11 +19,15 @@ in one ID is a fault row for that ID, never an exception.
 from __future__ import annotations
 
 import logging
+import threading
+import time
+from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from rucio_rd.config import ConfigError, Settings
+from rucio_rd.extra_links import ExtraLink, parse_extra_links
 from rucio_rd.links import (
     ClientLocation,
     DatalinkRequest,
@@ -44,6 +49,7 @@ from rucio_rd.soda import extent_values, soda_id
 __all__ = [
     "MAX_IDS",
     "PRODUCT_TYPES",
+    "AuxiliaryLink",
     "ClientFacts",
     "DatalinkAnswer",
     "Redirect",
@@ -53,6 +59,7 @@ __all__ = [
     "content_qualifier",
     "error_message",
     "explain_ranking",
+    "extra_links",
     "redirect",
     "replica_links",
     "soda_links",
@@ -136,7 +143,39 @@ class SodaLink:
                 f" (the site of {which})")
 
 
-Row = ReplicaLink | SodaLink | LinkFault
+@dataclass(frozen=True)
+class AuxiliaryLink:
+    """One of a file's extra links from its metadata (a preview, an auxiliary file)."""
+
+    did: str
+    link: ExtraLink
+
+
+Row = ReplicaLink | AuxiliaryLink | SodaLink | LinkFault
+
+# The DIDs whose bad extra links were logged lately (each is logged once in a while).
+_REPORTED: OrderedDict[str, float] = OrderedDict()
+_REPORTED_LOCK = threading.Lock()
+_REPORT_EVERY = 600.0
+
+
+def extra_links(link_set: LinkSet) -> list[AuxiliaryLink]:
+    """The file's valid extra links; the bad entries are skipped, and logged (once
+    per file in :data:`_REPORT_EVERY` seconds) for the operator to fix."""
+    found, problems = parse_extra_links(link_set.metadata.datalinks)
+    if problems:
+        now = time.monotonic()
+        with _REPORTED_LOCK:
+            due = now - _REPORTED.get(link_set.did, -_REPORT_EVERY) >= _REPORT_EVERY
+            if due:
+                _REPORTED[link_set.did] = now
+                _REPORTED.move_to_end(link_set.did)
+                while len(_REPORTED) > 1000:
+                    _REPORTED.popitem(last=False)
+        if due:
+            log.warning("%s: extra links skipped (its metadata's datalinks): %s",
+                        printable(link_set.did), "; ".join(problems)[:2000])
+    return [AuxiliaryLink(link_set.did, link) for link in found]
 
 
 @dataclass(frozen=True)
@@ -302,6 +341,7 @@ def _groups(ids: list[str], args: Mapping[str, Any], seen: ClientFacts,
             continue
         group: list[Row] = list(replica_links(result, first_is, request.ranking,
                                               settings.sites.link_auth or None))
+        group.extend(extra_links(result))
         group.extend(soda_links(result, settings.sites.soda_id_template,
                                 settings.sites.soda_id_authority))
         groups.append(group)

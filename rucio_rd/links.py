@@ -262,6 +262,8 @@ class FileMetadata:
     dataproduct_type: str | None = None
     # s_ra, s_dec, s_fov, em_min, em_max, t_min, t_max where known (the SODA VALUES)
     extent: Mapping[str, float | None] = field(default_factory=dict)
+    # the published datalinks column: the file's extra links (rucio_rd.extra_links)
+    datalinks: str | None = None
     # True when the published table could not be read (the rows say so).
     unavailable: bool = False
 

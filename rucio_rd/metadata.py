@@ -27,8 +27,10 @@ __all__ = [
     "DATALINK_PATH",
     "ROW_COLUMNS",
     "WHITESPACE",
+    "MAX_DATALINKS_BYTES",
     "BadRecordError",
     "datalink_access_url",
+    "datalinks_text",
     "row_from_record",
 ]
 
@@ -59,6 +61,7 @@ ROW_COLUMNS = (
     "t_max",
     "em_min",
     "em_max",
+    "datalinks",
 )
 
 #: The columns after those that say which metadata record a row came from, and in
@@ -77,6 +80,8 @@ _OPTIONAL_TEXT = (
 )
 _OPTIONAL_FLOAT = ("s_fov", "t_min", "t_max", "em_min", "em_max")
 _MAX_TEXT = 4096
+#: The longest ``datalinks`` kept (UTF-8 bytes of its text): extra links, not a catalogue.
+MAX_DATALINKS_BYTES = 65536
 _MAX_BIGINT = 2**63 - 1
 #: What Python's str.strip() takes away (and so the sync's SQL too): Unicode whitespace.
 WHITESPACE = "".join(chr(code) for code in range(0x3001) if chr(code).isspace())
@@ -153,6 +158,32 @@ def datalink_access_url(server_url: str, did: str) -> str:
     return f"{server_url.rstrip('/')}{DATALINK_PATH}?id={quote(did, safe=':')}"
 
 
+def _plain(value: Any) -> Any:
+    """A parsed JSON value with its numbers as numbers again (not :class:`_JsonNumber`)."""
+    if isinstance(value, _JsonNumber):
+        return json.loads(value)
+    if isinstance(value, list):
+        return [_plain(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    return value
+
+
+def datalinks_text(value: Any) -> str | None:
+    """The published ``datalinks`` column for the metadata's ``datalinks`` value: a
+    JSON array as JSON text, a string as it is (the SKA prototype stores a Python
+    list literal in one), else None; None too beyond :data:`MAX_DATALINKS_BYTES`.
+    Which entries are links is judged where they are served
+    (:mod:`rucio_rd.extra_links`)."""
+    if isinstance(value, list):
+        text = json.dumps(_plain(value), ensure_ascii=False)
+    elif isinstance(value, str) and not isinstance(value, _JsonNumber):
+        text = value
+    else:
+        return None
+    return text if len(text.encode("utf-8")) <= MAX_DATALINKS_BYTES else None
+
+
 def row_from_record(
     scope: str, name: str, data: Any, access_url_for: Callable[[str], str] | None = None
 ) -> tuple[dict[str, Any], int]:
@@ -222,4 +253,7 @@ def row_from_record(
             row["calib_level"] = int(level)
         except BadRecordError:
             dropped += 1
+    row["datalinks"] = datalinks_text(meta.get("datalinks"))
+    if row["datalinks"] is None and meta.get("datalinks") is not None:
+        dropped += 1
     return row, dropped

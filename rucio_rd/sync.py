@@ -45,7 +45,13 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from rucio_rd.metadata import BOOKKEEPING_COLUMNS, DATALINK_PATH, ROW_COLUMNS, WHITESPACE
+from rucio_rd.metadata import (
+    BOOKKEEPING_COLUMNS,
+    DATALINK_PATH,
+    MAX_DATALINKS_BYTES,
+    ROW_COLUMNS,
+    WHITESPACE,
+)
 from rucio_rd.model import NAME_MAX, NAME_PATTERN, SCOPE_MAX, SCOPE_PATTERN
 
 __all__ = [
@@ -159,6 +165,10 @@ def _where(only_ids: bool, parted: bool) -> str:
 # changes, two equal values 32 places apart changed alike, leave it as it was).
 # "null" for a record without data.
 _DIGEST = "COALESCE(hashtextextended(data::text, 0)::text, 'null')"
+# The metadata's datalinks as metadata.datalinks_text has them: an array as its JSON
+# text, a string as it is (its length is judged later, on the text).
+_DATALINKS = ("CASE jsonb_typeof(j_datalinks) WHEN 'array' THEN j_datalinks::text"
+              " WHEN 'string' THEN j_datalinks #>> '{}' END")
 _NUMBERS = ("s_ra", "s_dec", "content_length", "calib_level", *_OPTIONAL_FLOAT)
 _TEXTS = ("access_url", *_OPTIONAL_TEXT)
 
@@ -176,9 +186,11 @@ def rows_sql(table: str, only_ids: bool, parted: bool = False) -> str:
     of its own, kept apart by ``OFFSET 0``), then judged and formatted.
     """
     looked_up = ", ".join([*(f"d->{_literal(key)} AS j_{key}" for key in _NUMBERS),
-                           *(f"d->>{_literal(key)} AS t_{key}" for key in _TEXTS)])
+                           *(f"d->>{_literal(key)} AS t_{key}" for key in _TEXTS),
+                           "d->'datalinks' AS j_datalinks"])
     converted = ", ".join([*(f"{_numeric(key)} AS n_{key}" for key in _NUMBERS),
-                           *(f"{_trimmed(key)} AS x_{key}" for key in _TEXTS)])
+                           *(f"{_trimmed(key)} AS x_{key}" for key in _TEXTS),
+                           f"{_DATALINKS} AS x_datalinks"])
     judged = ", ".join([f"{_double('n_s_ra')} AS ra", f"{_double('n_s_dec')} AS dec",
                         # judged as the doubles they are in Python (2.0000000000000001 is 2)
                         f"{_double('n_content_length')} AS f_content_length",
@@ -214,6 +226,8 @@ def rows_sql(table: str, only_ids: bool, parted: bool = False) -> str:
         "access_estsize": f"CASE WHEN {byte_count} THEN ceil(f_content_length / 1024)::bigint END",
         "calib_level": "CASE WHEN f_calib_level IN (0, 1, 2, 3, 4)"
                        " THEN f_calib_level::smallint END",
+        "datalinks": f"CASE WHEN octet_length(x_datalinks) <= {MAX_DATALINKS_BYTES}"
+                     " THEN x_datalinks END",
         "meta_id": "id",
         "meta_digest": "digest",
         **{key: f"v_{key}" for key in _OPTIONAL_TEXT},

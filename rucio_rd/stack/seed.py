@@ -118,13 +118,28 @@ RSE_NAMES = tuple(rse.name for rse in DEMO_RSES)
 WALLABY_CUBE: tuple[tuple[str, Any], ...] = (
     ("dataproduct_type", "cube"), ("s_fov", 0.25), ("em_min", 0.2111), ("em_max", 0.2315))
 
+# Extra links (the metadata's datalinks key): a JSON list for the notebook's file,
+# the SKA prototype's form (a Python list literal in a string, one entry unusable)
+# for orange's.
+WALLABY_PREVIEW = {
+    "access_url": "https://spsrc14.iaa.csic.es:18027/previews/sp3531_soda/"
+                  "Eridanus_cutout-574594-moment0.png",
+    "semantics": "#preview", "description": "Moment-0 map of the cube",
+    "content_type": "image/png"}
+ORANGE_DATALINKS = str([
+    {"access_url": "https://storage.aussrc.example:443/previews/orange/cutout-574594.png",
+     "semantics": "#preview", "description": "Quick-look image", "content_type": "image/png"},
+    {"access_url": "ftp://storage.aussrc.example/orange/cutout-574594.log",
+     "semantics": "#auxiliary", "description": "Processing log"}])
+
 DEMO_FILES: tuple[DemoFile, ...] = (
     DemoFile("sp3531_soda",
              "2023-07-18-16-40-27_ASK-WALLABY_Eridanus_cutout-574594-imagecube-42178.fits",
-             53.75308, -24.93365, "Eridanus_full_image", RSE_NAMES, 21_323_520, WALLABY_CUBE),
+             53.75308, -24.93365, "Eridanus_full_image", RSE_NAMES, 21_323_520,
+             (*WALLABY_CUBE, ("datalinks", [WALLABY_PREVIEW]))),
     DemoFile("orange", "2023-07-10-17-21-37_cutout-574594-imagecube-42178.fits",
              53.75308, -24.93365, "Eridanus_full_image", ("AUSSRC_STORAGE",), 21_323_520,
-             WALLABY_CUBE),
+             (*WALLABY_CUBE, ("datalinks", ORANGE_DATALINKS))),
     DemoFile("testing", "PTF10tce.fits", 349.791, 9.196, "PTF10tce",
              ("UKSRC_RAL_STORAGE", "SPSRC_STORAGE"), 1_059_840,
              (("dataproduct_type", "image"),)),

@@ -7,6 +7,8 @@ API; pyvo is the client.
 
 from __future__ import annotations
 
+import csv
+import io
 import re
 import subprocess
 
@@ -54,11 +56,10 @@ def test_files_at_the_same_distance_come_in_registration_order(stack: Stack) -> 
         results = conesearch(stack.cone_url, pos=ERIDANUS, radius=1)
         firsts.add(results[0]["access_url"].split("?id=")[1])
     assert firsts == {WALLABY}
-    csv = requests.get(stack.cone_url, params={"RA": ERIDANUS[0], "DEC": ERIDANUS[1], "SR": 1,
-                                               "RESPONSEFORMAT": "csv", "VERB": "3"},
-                       timeout=30).text.splitlines()
-    header = csv[0].split(",")
-    ids = [int(line.split(",")[header.index("meta_id")]) for line in csv[1:]]
+    text = requests.get(stack.cone_url, params={"RA": ERIDANUS[0], "DEC": ERIDANUS[1], "SR": 1,
+                                                "RESPONSEFORMAT": "csv", "VERB": "3"},
+                        timeout=30).text
+    ids = [int(row["meta_id"]) for row in csv.DictReader(io.StringIO(text))]
     assert ids == sorted(ids) and len(ids) == 2
 
 

@@ -22,7 +22,7 @@ from pyvo.dal.adhoc import DatalinkResults, SodaQuery
 
 from rucio_rd.model import SODA_ASYNC, SODA_SYNC
 from rucio_rd.stack.demo import Stack
-from rucio_rd.stack.seed import DEMO_FILES, all_files
+from rucio_rd.stack.seed import DEMO_FILES, WALLABY_PREVIEW, all_files
 
 ERIDANUS = (53.75308, -24.93365)
 WALLABY = "sp3531_soda:2023-07-18-16-40-27_ASK-WALLABY_Eridanus_cutout-574594-imagecube-42178.fits"
@@ -264,6 +264,34 @@ def test_when_the_chosen_site_has_no_soda_the_next_sites_are_described(stack: St
     results = fetch(stack, only_uk, client_ip_address=RAL)
     assert list(results.bysemantics("#cutout")) == []
     assert list(results.iter_adhocservices()) == []
+
+
+# --- the files' extra links from their metadata -------------------------------------------
+
+def test_the_metadatas_datalinks_become_rows_and_bad_entries_are_skipped(stack: Stack) -> None:
+    results = fetch(stack, WALLABY, ORANGE, client_ip_address=RAL)
+    previews = {row.id: row for row in results.bysemantics("#preview")}
+    assert set(previews) == {WALLABY, ORANGE}
+    wallaby = previews[WALLABY]
+    assert wallaby.access_url == WALLABY_PREVIEW["access_url"]
+    assert wallaby.content_type == "image/png"
+    assert wallaby.description == "Moment-0 map of the cube"
+    # orange's come in the prototype's form (a Python list literal); its ftp:// entry is
+    # skipped and said in the log, and its good entry served.
+    assert previews[ORANGE].description == "Quick-look image"
+    assert not [row for row in results if row.id == ORANGE and "ftp:" in str(row.access_url)]
+    assert not errors(results)
+    deadline = time.monotonic() + 10
+    while ("extra links skipped" not in stack.dachs.info_log_path.read_text(errors="replace")
+           and time.monotonic() < deadline):
+        time.sleep(0.2)
+    log = stack.dachs.info_log_path.read_text(errors="replace")
+    assert (f"{ORANGE}: extra links skipped (its metadata's datalinks): entry 2: access_url"
+            " 'ftp://storage.aussrc.example/orange/cutout-574594.log' is not an http(s) URL"
+            in log)
+    # The replicas still come first, each file's rows together.
+    assert [row.semantics for row in results if row.id == WALLABY][:4] == ["#this"] * 3 + [
+        "#preview"]
 
 
 # --- dlget: the same decision as a redirect ---------------------------------------------

@@ -18,6 +18,7 @@ from rucio_rd.datalink import (
     answer,
     content_qualifier,
     explain_ranking,
+    extra_links,
     redirect,
     replica_links,
     soda_links,
@@ -339,3 +340,39 @@ def test_dlget_when_rucio_is_down_is_a_server_error_to_retry() -> None:
     rucio = FakeRucio(FILES, error=RucioUnavailable("refused", None, None))
     answer_ = redirect({"ID": "s:both"}, ClientFacts(), lambda: (resolver(rucio), Settings()))
     assert answer_.status == 503 and answer_.message.startswith("TransientFault:")
+
+
+# --- the file's extra links from its metadata --------------------------------------------
+
+
+PREVIEWS = ('[{"access_url": "https://p.example/q.png", "semantics": "#preview",'
+            ' "content_type": "image/png"}, {"access_url": "ftp://bad"}]')
+
+
+def test_extra_links_follow_the_replicas_and_bad_ones_are_logged_once(caplog) -> None:
+    from rucio_rd import datalink
+
+    datalink._REPORTED.clear()
+    with_previews = replace(link_set(), did="s:previews.fits",
+                            metadata=replace(ERIDANUS, datalinks=PREVIEWS))
+    for _ in range(3):
+        rows = extra_links(with_previews)
+        assert [(row.did, row.link.access_url, row.link.semantics) for row in rows] == [
+            ("s:previews.fits", "https://p.example/q.png", "#preview")]
+    warnings = [record.getMessage() for record in caplog.records
+                if "extra links skipped" in record.getMessage()]
+    assert warnings == ["s:previews.fits: extra links skipped (its metadata's datalinks):"
+                        " entry 2: access_url 'ftp://bad' is not an http(s) URL"]
+    assert extra_links(link_set()) == []
+
+
+def test_the_answer_puts_extra_links_between_replicas_and_services() -> None:
+    metadata = {"s:both": FileMetadata("obs", "application/fits", 7, datalinks=PREVIEWS)}
+    resolver_ = replace(resolver(), metadata_lookup=lambda dids: metadata)
+    result = answer({"ID": "s:both", "client_ip_address": "1.2.3.4"}, ClientFacts(), None,
+                    lambda: (resolver_, Settings()))
+    assert [type(row).__name__ for row in result.rows] == [
+        "ReplicaLink", "ReplicaLink", "AuxiliaryLink", "SodaLink"]
+    # dlget still sends the client to the first replica
+    assert redirect({"ID": "s:both", "client_ip_address": "1.2.3.4"}, ClientFacts(),
+                    lambda: (resolver_, Settings())).location == "https://uk/both"
