@@ -223,6 +223,10 @@ def _coerce(section: str, key: str, value: Any, default: Any) -> Any:
     choices = _choices(section, key)
     if choices and value not in choices:
         raise ConfigError(f"{name} = {value!r} is not one of {', '.join(choices)}")
+    if (section, key) == ("sites", "soda_id_authority") and value and not re.fullmatch(
+            r"[A-Za-z0-9][A-Za-z0-9._~-]*", value):
+        raise ConfigError(f"{name} = {value!r} is not an IVOA authority (a name such as"
+                          " skao.int, without ivo:// or a path)")
     if (section, key) == ("sites", "soda_id_template"):
         problem = id_template_problem(value)
         if problem:

@@ -30,6 +30,7 @@ import dataclasses
 import logging
 import threading
 import time
+import urllib.parse
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -371,6 +372,10 @@ def _request_args() -> dict[str, Any]:
     return args if isinstance(args, dict) else {}
 
 
+# What a URL may hold as it is (printable ASCII but space); the rest is percent-encoded.
+_URL_SAFE = "".join(chr(code) for code in range(0x21, 0x7F))
+
+
 class HttpAnswer:
     """A whole HTTP answer (status, headers, body) that DaCHS's ``dlget`` renderer
     hands the request to: a core's result that is neither data nor a file."""
@@ -382,8 +387,10 @@ class HttpAnswer:
     @classmethod
     def of(cls, decision: decisions.Redirect) -> HttpAnswer:
         if decision.location is not None:
-            text = f"See {decision.location}\n".encode()
-            return cls(decision.status, {"location": decision.location,
+            # An HTTP header is ASCII: percent-encode the rest of a replica's URL.
+            location = urllib.parse.quote(decision.location, safe=_URL_SAFE)
+            text = f"See {location}\n".encode()
+            return cls(decision.status, {"location": location,
                                          "content-type": "text/plain; charset=utf-8"}, text)
         return cls(decision.status, {"content-type": dali.ERROR_MEDIA_TYPE},
                    dali.error_document(decision.message or "error"))
@@ -412,6 +419,7 @@ class RucioDatalinkCore(datalink.DatalinkCore):
     """
 
     contract_rd = "rucio/rucio"
+    link_rows: list[Any] = []  # an adapted core's rows, in the answer's order
 
     @property
     def contract(self) -> Any:
@@ -453,11 +461,15 @@ class RucioDatalinkCore(datalink.DatalinkCore):
 
         adapted = self._adapted()
         adapted.run = adapted.runForMeta
-        adapted.datalinkLinks = [_this_row(row) for row in result.rows
-                                 if not isinstance(row, decisions.SodaLink)]
         inputs = self._soda_inputs()
-        adapted.datalinkEndpoints = [ExternalSodaDescriptor(row, inputs) for row in result.rows
-                                     if isinstance(row, decisions.SodaLink)]
+        # In the answer's order, so that each ID's rows stay together (DataLink 3.2):
+        # links-table rows, and the SODA descriptors whose #cutout rows go between them.
+        adapted.link_rows = [ExternalSodaDescriptor(row, inputs)
+                             if isinstance(row, decisions.SodaLink) else _this_row(row)
+                             for row in result.rows]
+        adapted.datalinkLinks = [row for row in adapted.link_rows if isinstance(row, dict)]
+        adapted.datalinkEndpoints = [row for row in adapted.link_rows
+                                     if isinstance(row, ExternalSodaDescriptor)]
         adapted.descriptors, adapted.errors = [], []
         adapted.overflowed = result.overflowed
         adapted.choice_info = result.ranking
@@ -494,14 +506,12 @@ class RucioDatalinkCore(datalink.DatalinkCore):
         return keys
 
     def getDatalinksResource(self, ctx: Any, service: Any) -> Any:
-        rows = list(self.datalinkLinks)
-        rows.extend(
-            _link_row(
-                ID=endpoint.pubDID,
-                service_def=ctx.getOrMakeIdFor(endpoint, suggestion=endpoint.id_suggestion),
-                description=endpoint.description, semantics="#cutout",
-                content_type="application/fits")
-            for endpoint in self.datalinkEndpoints)
+        rows = [row if isinstance(row, dict) else _link_row(
+                    ID=row.pubDID,
+                    service_def=ctx.getOrMakeIdFor(row, suggestion=row.id_suggestion),
+                    description=row.description, semantics="#cutout",
+                    content_type="application/fits")
+                for row in self.link_rows]
         data = rsc.makeData(self.contract.getById("make_links"), forceSource=rows)
         data.setMeta("_type", "results")
         resource = votablewrite.makeResource(votablewrite.VOTableContext(tablecoding="td"), data)

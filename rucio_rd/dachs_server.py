@@ -61,7 +61,10 @@ would without it.
    as one key, which DaCHS then strips to a column name that does not exist
    (``_r,meta_id`` became ``_rmeta_id``: every default form search failed).
    Each value is now split on commas before DaCHS cleans the keys up; a
-   single column name, the only thing that worked before, is unchanged.
+   single column name, the only thing that worked before, is unchanged.  And
+   ``QueryMeta.asSQL`` makes a descending order descend on every key (DaCHS
+   writes ``DESC`` after the last one only, so "farthest first" was nearest
+   first with only the tie-break reversed).
 
 What these do not do: connections accepted before the RD is loaded keep
 Nagle's algorithm for their lifetime (name ``rucio/rucio`` in DaCHS's
@@ -75,6 +78,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import re
 import select
 import threading
 from collections.abc import Callable
@@ -361,7 +365,7 @@ def _install_sort_key_lists() -> None:
     from gavo.svcs import common
 
     query_meta = common.QueryMeta
-    _require(query_meta, ("_fillDbOptions",))
+    _require(query_meta, ("_fillDbOptions", "asSQL"))
 
     def make(original: Callable[..., Any]) -> Callable[..., Any]:
         def _fillDbOptions(self: Any, args: Any) -> None:  # noqa: N802 - DaCHS's name
@@ -369,7 +373,23 @@ def _install_sort_key_lists() -> None:
             self["dbSortKeys"] = _split_sort_keys(self["dbSortKeys"])
         return _fillDbOptions
 
+    def make_sql(original: Callable[..., Any]) -> Callable[..., Any]:
+        def asSQL(self: Any) -> Any:  # noqa: N802 - DaCHS's name
+            fragment, parameters = original(self)
+            return _descending_each(fragment), parameters
+        return asSQL
+
     _replace(query_meta, "_fillDbOptions", "sort_key_lists", make)
+    _replace(query_meta, "asSQL", "sort_key_lists", make_sql)
+
+
+def _descending_each(fragment: str) -> str:
+    """``ORDER BY a,b DESC`` (DaCHS's: only b descends) as ``ORDER BY a DESC,b DESC``."""
+    match = re.match(r"ORDER BY (\S+) DESC\b", fragment)
+    if match is None or "," not in match.group(1):
+        return fragment
+    keys = ",".join(f"{key} DESC" for key in match.group(1).split(","))
+    return f"ORDER BY {keys}{fragment[match.end():]}"
 
 
 def _split_sort_keys(keys: Any) -> list[str]:

@@ -254,8 +254,12 @@ def soda_links(link_set: LinkSet, template: str, authority: str) -> list[SodaLin
         for service in (site.soda_sync, site.soda_async):
             if service is None:
                 continue
-            identifier = soda_id(service.id_template or template, authority=authority,
-                                 did=link_set.did, url=ranked.replica.pfn)
+            try:
+                identifier = soda_id(service.id_template or template, authority=authority,
+                                     did=link_set.did, url=ranked.replica.pfn)
+            except ValueError as exc:  # templates and DIDs are checked before: a bug
+                log.error("no SODA ID for %s at %s: %s", printable(link_set.did), site.name, exc)
+                continue
             links.append(SodaLink(link_set.did, service, site.name, identifier, rank, values))
     return links
 

@@ -15,6 +15,7 @@ Pure functions: no I/O, nothing of DaCHS.
 from __future__ import annotations
 
 import ast
+import functools
 import json
 import re
 import urllib.parse
@@ -58,7 +59,15 @@ def _parse(text: str) -> Any:
         raise ValueError("neither a JSON array nor a list literal") from None
 
 
-def _text(entry: dict[str, Any], key: str) -> str | None:
+def _writable(char: str) -> bool:
+    """Whether a VOTable (XML 1.0) can hold ``char``: no control characters but tab
+    and newline, no surrogates (a Python literal can make a lone one), no U+FFFE/F."""
+    code = ord(char)
+    return (code >= 0x20 or char in "\t\n") and code != 0x7F and not (
+        0xD800 <= code <= 0xDFFF) and code not in (0xFFFE, 0xFFFF)
+
+
+def _text(entry: dict[str, Any], key: str, ascii_only: bool = False) -> str | None:
     value = entry.get(key)
     if value is None:
         return None
@@ -67,13 +76,16 @@ def _text(entry: dict[str, Any], key: str) -> str | None:
     value = value.strip()
     if len(value) > _MAX_TEXT:
         raise ValueError(f"{key} is longer than {_MAX_TEXT} characters")
-    if any(char < " " and char not in "\t\n" or char == "\x7f" for char in value):
-        raise ValueError(f"{key} holds control characters")
+    if not all(_writable(char) for char in value):
+        raise ValueError(f"{key} holds control characters or non-characters")
+    if ascii_only and not value.isascii():
+        # A char column of the links table: percent-encode what is not ASCII.
+        raise ValueError(f"{key} holds characters that are not ASCII")
     return value or None
 
 
 def _url(entry: dict[str, Any]) -> str:
-    url = _text(entry, "access_url")
+    url = _text(entry, "access_url", ascii_only=True)
     if url is None:
         raise ValueError("no access_url")
     if any(char.isspace() for char in url):
@@ -85,7 +97,7 @@ def _url(entry: dict[str, Any]) -> str:
 
 
 def _semantics(entry: dict[str, Any]) -> str:
-    semantics = _text(entry, "semantics") or "#auxiliary"
+    semantics = _text(entry, "semantics", ascii_only=True) or "#auxiliary"
     if semantics == "#this":
         raise ValueError("semantics #this is the replicas' (the service's own rows)")
     if _TERM.fullmatch(semantics):
@@ -99,7 +111,7 @@ def _semantics(entry: dict[str, Any]) -> str:
 
 
 def _content_type(entry: dict[str, Any]) -> str | None:
-    content_type = _text(entry, "content_type")
+    content_type = _text(entry, "content_type", ascii_only=True)
     if content_type is not None and not _CONTENT_TYPE.fullmatch(content_type):
         raise ValueError(f"content_type {content_type[:80]!r} is not a media type")
     return content_type
@@ -109,6 +121,9 @@ def _content_length(entry: dict[str, Any]) -> int | None:
     value = entry.get("content_length")
     if value is None:
         return None
+    # 1e3 is a byte count (the sync's Python reference reads it as 1000.0).
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**63:
         raise ValueError("content_length is not a byte count")
     return value
@@ -123,10 +138,25 @@ def parse_extra_links(text: str | None) -> tuple[list[ExtraLink], list[str]]:
     the DataLink core vocabulary (``#preview``, ``#auxiliary``...; default
     ``#auxiliary``; not ``#this``, which the replicas are) or a full URI;
     ``description``, ``content_type`` (a media type) and ``content_length``
-    (bytes) are optional.  At most :data:`MAX_EXTRA_LINKS` are served.
+    (bytes) are optional.  At most :data:`MAX_EXTRA_LINKS` are served.  The judgement of each
+    distinct text is cached.
     """
     if text is None or not text.strip():
         return [], []
+    links, problems = _judged(text)
+    return list(links), list(problems)
+
+
+@functools.lru_cache(maxsize=1024)
+def _judged(text: str) -> tuple[tuple[ExtraLink, ...], tuple[str, ...]]:
+    """Cached: a file's extra links are served again and again, and parsing a
+    Python literal costs a compile (which may print warnings) each time."""
+    links, problems = _parse_extra_links(text)
+    return tuple(links), tuple(problems)
+
+
+def _parse_extra_links(text: str) -> tuple[list[ExtraLink], list[str]]:
+    """:func:`parse_extra_links`, uncached."""
     try:
         parsed = _parse(text)
     except ValueError as exc:

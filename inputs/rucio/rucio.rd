@@ -136,7 +136,7 @@ inline code here only calls into it. -->
 		<column name="em_max" type="double precision" unit="m"
 			ucd="em.wl;stat.max" tablehead="λ max" verbLevel="20"
 			description="Longest wavelength covered, where known."/>
-		<column name="datalinks" type="text" ucd="meta.ref.url"
+		<column name="datalinks" type="text" ucd="meta.ref"
 			tablehead="Extra links" verbLevel="30"
 			description="The file's extra links (previews, auxiliary files) from its metadata's datalinks key, as given there (a JSON array, or the text the metadata holds); the DataLink service serves the valid entries."/>
 		<column name="meta_id" type="bigint" ucd="meta.id"

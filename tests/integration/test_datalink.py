@@ -266,6 +266,18 @@ def test_when_the_chosen_site_has_no_soda_the_next_sites_are_described(stack: St
     assert list(results.iter_adhocservices()) == []
 
 
+def test_each_ids_rows_are_consecutive(stack: Stack) -> None:
+    # DataLink 1.1, 3.2: "all links for a single ID value MUST be served in consecutive
+    # rows" -- replicas, extra links and cutout services alike.
+    for params in ({"client_ip_address": RAL}, {"client_ip_address": MADRID,
+                                                 "must_include_soda": "True"}):
+        results = fetch(stack, WALLABY, ORANGE, PTF, "nope:x.fits", **params)
+        ids = [row.id for row in results]
+        runs = [did for index, did in enumerate(ids) if index == 0 or ids[index - 1] != did]
+        assert runs == [WALLABY, ORANGE, PTF, "nope:x.fits"], ids
+        assert {row.semantics for row in results} >= {"#this", "#preview", "#cutout"}
+
+
 # --- the files' extra links from their metadata -------------------------------------------
 
 def test_the_metadatas_datalinks_become_rows_and_bad_entries_are_skipped(stack: Stack) -> None:

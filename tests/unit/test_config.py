@@ -524,3 +524,11 @@ def test_link_auth_takes_datalinks_values_or_nothing(value: str) -> None:
 def test_another_link_auth_is_refused() -> None:
     with pytest.raises(ConfigError, match=r"\[sites\] link_auth = 'yes' is not one of"):
         load_settings(None, environ={"RUCIO_RD_SITES_LINK_AUTH": "yes"})
+
+
+@pytest.mark.parametrize("value", ["ivo://skao.int", "skao.int/x", "a b", "?"])
+def test_the_soda_id_authority_is_a_bare_authority(value: str) -> None:
+    with pytest.raises(ConfigError, match="is not an IVOA authority"):
+        load_settings(None, environ={"RUCIO_RD_SITES_SODA_ID_AUTHORITY": value})
+    assert load_settings(None, environ={"RUCIO_RD_SITES_SODA_ID_AUTHORITY": "skao.int"}
+                         ).sites.soda_id_authority == "skao.int"

@@ -222,3 +222,12 @@ def test_dlget_answers_a_fault_with_a_dali_error_document() -> None:
     info = ElementTree.fromstring(request.written).find(f"{VO}RESOURCE/{VO}INFO")
     assert (info.get("name"), info.get("value")) == ("QUERY_STATUS", "ERROR")
     assert info.text == "NotFoundFault: no <file> \ufffd"
+
+
+def test_dlget_percent_encodes_what_is_not_ascii_in_the_location() -> None:
+    from rucio_rd.datalink import Redirect
+
+    request = FakeRequest()
+    dl.HttpAnswer.of(Redirect(303, location="https://uk/dir/é f.fits?x=1")).render(request)
+    assert request.responseHeaders.getRawHeaders("location") == [
+        "https://uk/dir/%C3%A9%20f.fits?x=1"]

@@ -34,6 +34,7 @@ PATCHED = [
     (http.HTTPChannel, "lineLengthExceeded"),
     (sqlsupport.CustomConnectionPool, "_getconn"),
     (common.QueryMeta, "_fillDbOptions"),
+    (common.QueryMeta, "asSQL"),
 ]
 # The classes as imported, before any test (or RD) patched them.
 PRISTINE = {(owner, name): vars(owner).get(name, MISSING) for owner, name in PATCHED}
@@ -508,6 +509,9 @@ def test_a_sort_order_naming_several_columns_sorts_by_each() -> None:
         "ORDER BY _r,meta_id,did ")
     assert sort_sql({"_DBOPTIONS_ORDER": ["s_ra"], "_DBOPTIONS_DIR": "DESC"}).startswith(
         "ORDER BY s_ra DESC")
+    # Descending is descending on every key, farthest first.
+    assert sort_sql({"_DBOPTIONS_ORDER": ["_r,meta_id"], "_DBOPTIONS_DIR": "DESC",
+                     "MAXREC": "5"}) == "ORDER BY _r DESC,meta_id DESC LIMIT %(_matchLimit)s"
     assert "ORDER BY" not in sort_sql({"_DBOPTIONS_ORDER": [",", ""]})
     assert "ORDER BY" not in sort_sql({})
 

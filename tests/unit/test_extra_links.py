@@ -102,3 +102,36 @@ def test_the_published_datalinks_column() -> None:
     assert datalinks_text(7) is None and datalinks_text(None) is None
     assert datalinks_text(["é" * (MAX_DATALINKS_BYTES // 2)]) is None
     assert datalinks_text("x" * MAX_DATALINKS_BYTES) == "x" * MAX_DATALINKS_BYTES
+
+
+@pytest.mark.parametrize(("entry", "problem"), [
+    # A lone surrogate (the prototype's literal can make one) or a non-character would
+    # break the VOTable; non-ASCII would be mangled in the links table's char columns.
+    ({"access_url": "https://x.example/f", "description": "\ud800"}, "non-characters"),
+    ({"access_url": "https://x.example/f", "description": "a\uffffb"}, "non-characters"),
+    ({"access_url": "https://x.example/é"}, "access_url holds characters that are not ASCII"),
+    ({"access_url": "https://x.example/f", "semantics": "http://v.example/é"}, "not ASCII"),
+])
+def test_what_a_votable_cannot_carry_is_refused(entry, problem) -> None:
+    links, problems = parse_extra_links(str([PREVIEW, entry]))
+    assert len(links) == 1 and len(problems) == 1 and problem in problems[0]
+
+
+def test_a_description_may_hold_any_other_unicode() -> None:
+    links, problems = parse_extra_links(json.dumps([{**PREVIEW, "description": "Ω 射电 ü"}]))
+    assert problems == [] and links[0].description == "Ω 射电 ü"
+
+
+def test_a_whole_number_length_written_as_a_float_is_a_byte_count() -> None:
+    links, _ = parse_extra_links('[{"access_url": "https://x.example/f", "content_length": 1e3}]')
+    assert links[0].content_length == 1000
+    links, problems = parse_extra_links(
+        '[{"access_url": "https://x.example/f", "content_length": 10.5}]')
+    assert links == [] and "not a byte count" in problems[0]
+
+
+def test_answers_are_fresh_lists() -> None:
+    text = json.dumps([PREVIEW])
+    first, _ = parse_extra_links(text)
+    first.clear()
+    assert len(parse_extra_links(text)[0]) == 1

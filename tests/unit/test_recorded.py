@@ -7,7 +7,14 @@ the DataLink document DaCHS served for them to a client at RAL with
 ``must_include_soda=True``.  Replaying the first three through the real Rucio
 client (against a local server that plays the recording), the real parser of
 the site directory and the embedded GeoIP database must give that document's
-rows, in its order, and its explanation of the ranking.
+rows (ID, access URL, error, description, semantics, content type and
+length), in its order, and its explanation of the ranking.
+
+The document is recorded again from the demo whenever what the service writes
+changes; the demo's metadata and site directory have grown since the inputs
+were recorded (product types, extents, extra links, ID templates), so the
+document holds more than these inputs give (the SODA IDs and VALUES, the
+extra-link rows are left out of the comparison for that reason).
 """
 
 from __future__ import annotations
@@ -86,7 +93,7 @@ def as_document_row(row) -> tuple:
     if isinstance(row, LinkFault):
         return (row.did, None, f"{row.fault}: {row.message}", None, "#this", None, None)
     if isinstance(row, SodaLink):
-        # DaCHS's #proc rows name what the SODA service returns
+        # the service's #cutout rows name what the SODA service returns
         return (row.did, None, None, row.description, "#cutout", "application/fits", None)
     assert isinstance(row, ReplicaLink)
     return (row.did, row.access_url, None, row.description, "#this", row.content_type,
@@ -106,11 +113,8 @@ def test_recorded_answers_give_the_recorded_datalink_document(recorded_rucio) ->
                       for value in (row["ID"], row["access_url"], row["error_message"],
                                     row["description"], row["semantics"], row["content_type"],
                                     row["content_length"]))
-                for row in table]
+                for row in table if row["semantics"] in ("#this", "#cutout")]
     ours = [as_document_row(row) for row in result.rows]
-    # DaCHS writes the #cutout rows after all others
-    ours = ([row for row in ours if row[4] != "#cutout"]
-            + [row for row in ours if row[4] == "#cutout"])
     assert ours == recorded
 
     text = DOCUMENT.read_text(encoding="utf-8")
