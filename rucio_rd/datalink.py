@@ -194,7 +194,8 @@ class DatalinkAnswer:
 
 def _describe(link_set: LinkSet, rank: int, first_is: str | None, ranking: int = 0) -> str:
     ranked = link_set.replicas[rank]
-    what = link_set.metadata.obs_id or link_set.did
+    # From the metadata: jsonb holds U+FFFE and the like, which XML cannot.
+    what = printable(link_set.metadata.obs_id or link_set.did)
     where = ranked.replica.rse
     if ranked.site is not None and ranked.site.name != ranked.replica.rse:
         where = f"{ranked.site.name} ({ranked.replica.rse})"

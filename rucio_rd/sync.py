@@ -289,7 +289,8 @@ def _encoded_did(did: str) -> str:
 
 
 class SyncRefused(RuntimeError):
-    """The sync would empty most of the published table; the message says why not."""
+    """The sync will not run; the message says why (it would empty most of the
+    published table, or the table was made by an older version)."""
 
 
 @dataclass
@@ -491,6 +492,7 @@ def sync(meta: Any, dachs: Any, *, table: str, vo: str = "def", full: bool = Fal
                        " OR to_regclass('rucio.sync_runs') IS NULL")
         if cursor.fetchone()[0]:
             cursor.execute(BOOKKEEPING_SQL)
+        _check_columns(cursor, published)
         cursor.execute(f"SELECT EXISTS (SELECT 1 FROM {published})")
         if only is None and not cursor.fetchone()[0]:
             report.mode = "bulk"
@@ -515,6 +517,19 @@ def sync(meta: Any, dachs: Any, *, table: str, vo: str = "def", full: bool = Fal
         dachs.commit()
     report.lap("commit", lap)
     return report
+
+
+def _check_columns(cursor: Any, published: str) -> None:
+    """Refuse a published table that lacks columns the sync writes (one imported by
+    an older rucio_rd: the upgrade's ``rucio-rd deploy`` imports it anew)."""
+    cursor.execute("SELECT attname FROM pg_attribute WHERE attrelid = %s::regclass"
+                   " AND attnum > 0 AND NOT attisdropped", (published,))
+    missing = sorted(set(SYNC_COLUMNS) - {name for name, in cursor.fetchall()})
+    if missing:
+        raise SyncRefused(
+            f"the published table {published} has no column {', '.join(missing)}: it was"
+            " imported by an older rucio_rd; run rucio-rd deploy (it imports the table"
+            " anew), then sync")
 
 
 def _sync_rows(cursor: Any, meta: Any, connect: Callable[[], Any] | None, streams: int,

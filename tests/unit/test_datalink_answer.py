@@ -376,3 +376,8 @@ def test_the_answer_puts_extra_links_between_replicas_and_services() -> None:
     # dlget still sends the client to the first replica
     assert redirect({"ID": "s:both", "client_ip_address": "1.2.3.4"}, ClientFacts(),
                     lambda: (resolver_, Settings())).location == "https://uk/both"
+
+
+def test_an_obs_id_xml_cannot_carry_is_described_with_replacement_characters() -> None:
+    odd = replace(link_set(), metadata=replace(ERIDANUS, obs_id="Eri\ufffedanus\uffff\x07"))
+    assert replica_links(odd, None)[0].description.startswith("Eri\ufffddanus\ufffd\ufffd at ")
