@@ -47,6 +47,7 @@ from rucio_rd.availability import MISCONFIGURED, Availability
 from rucio_rd.dachs_config import load_dachs_settings
 from rucio_rd.dachs_server import install_server_fixes
 from rucio_rd.ranking import sort_parameter_description
+from rucio_rd.soda import EXTENT_COLUMNS
 
 __all__ = ["DachsLogHandler", "RucioDatalinkCore", "install_availability",
            "install_client_hook", "install_dachs_logging"]
@@ -298,10 +299,6 @@ def install_data_updated(services: Sequence[Any]) -> None:
         service._meta__dataUpdated = last_sync
 
 
-#: The published columns that bound what a SODA service can cut from a file.
-_EXTENT = ("s_ra", "s_dec", "s_fov", "em_min", "em_max", "t_min", "t_max")
-
-
 def _table_metadata(table_name: str, dids: Sequence[str]) -> dict[str, links.FileMetadata]:
     """What the published table knows of the DIDs: obs_id, content type, length,
     product type, extra links and extent.
@@ -311,14 +308,14 @@ def _table_metadata(table_name: str, dids: Sequence[str]) -> dict[str, links.Fil
     pools, so the lookup is made once more on a fresh connection.
     """
     query = (f"SELECT did, obs_id, content_type, content_length, dataproduct_type, datalinks,"
-             f" {', '.join(_EXTENT)} FROM {table_name} WHERE did = ANY(%(dids)s)")
+             f" {', '.join(EXTENT_COLUMNS)} FROM {table_name} WHERE did = ANY(%(dids)s)")
     for attempt in (1, 2):
         try:
             with base.getTableConn() as connection:
                 return {
                     did: links.FileMetadata(
                         obs_id, content_type, content_length, product_type,
-                        extent=dict(zip(_EXTENT, extent, strict=True)), datalinks=datalinks)
+                        extent=dict(zip(EXTENT_COLUMNS, extent, strict=True)), datalinks=datalinks)
                     for did, obs_id, content_type, content_length, product_type, datalinks,
                     *extent in connection.query(query, {"dids": list(dids)})}
         except (psycopg2.OperationalError, psycopg2.InterfaceError) as exc:
@@ -360,6 +357,11 @@ def _this_row(row: decisions.ReplicaLink | decisions.AuxiliaryLink | links.LinkF
                      content_length=row.content_length,
                      content_qualifier=row.content_qualifier, link_auth=row.link_auth,
                      adler32=row.adler32)
+
+
+def _client_facts(queryMeta: Any) -> decisions.ClientFacts:  # noqa: N803 - DaCHS's name
+    """What the renderer saw of the client (:func:`install_client_hook`)."""
+    return decisions.ClientFacts(**(queryMeta.get(CLIENT_KEY) or {}))
 
 
 def _request_args() -> dict[str, Any]:
@@ -453,9 +455,8 @@ class RucioDatalinkCore(datalink.DatalinkCore):
         # DaCHS validates the request's parameters against it.
         _accept_votable_responseformats(self.parent)
         try:
-            result = decisions.answer(
-                _request_args(), decisions.ClientFacts(**(queryMeta.get(CLIENT_KEY) or {})),
-                queryMeta["dbLimit"], lambda: _shared_resolver(self._main_table))
+            result = decisions.answer(_request_args(), _client_facts(queryMeta),
+                                      queryMeta["dbLimit"], self._service)
         except links.UsageError as exc:
             raise base.ValidationError(str(exc), exc.parameter or "ID") from None
 
@@ -485,12 +486,14 @@ class RucioDatalinkCore(datalink.DatalinkCore):
     def _adapt_for_dlget(self, queryMeta: Any) -> Any:
         """``dlget``: the same decision as ``dlmeta``, answered as a redirect (303)
         to the replica it puts first, or as a DALI error document."""
-        decision = decisions.redirect(
-            _request_args(), decisions.ClientFacts(**(queryMeta.get(CLIENT_KEY) or {})),
-            lambda: _shared_resolver(self._main_table))
+        decision = decisions.redirect(_request_args(), _client_facts(queryMeta), self._service)
         adapted = self._adapted()
         adapted.run = lambda service, inputTable, queryMeta: HttpAnswer.of(decision)
         return adapted
+
+    def _service(self) -> tuple[links.ReplicaResolver, config.Settings]:
+        """The process's shared resolver and settings (what the decisions ask for)."""
+        return _shared_resolver(self._main_table)
 
     def _main_table(self) -> str:
         """The published table's qualified name (from the contract RD)."""

@@ -23,6 +23,7 @@ from collections.abc import Mapping
 
 __all__ = [
     "DID_ID_TEMPLATE",
+    "EXTENT_COLUMNS",
     "ID_FIELDS",
     "PROTOTYPE_ID_TEMPLATE",
     "extent_values",
@@ -30,6 +31,9 @@ __all__ = [
     "path_below_scope",
     "soda_id",
 ]
+
+#: The published columns that bound what can be cut from a file (:func:`extent_values`).
+EXTENT_COLUMNS = ("s_ra", "s_dec", "s_fov", "em_min", "em_max", "t_min", "t_max")
 
 #: The fields an ID template may use.
 ID_FIELDS = {
