@@ -20,6 +20,9 @@ from rucio_rd.model import (
 )
 from rucio_rd.sites import SiteSourceError
 
+#: The PostgreSQL the unit tests that need one use (they are skipped without it).
+PG = {"host": "127.0.0.1", "port": 5432, "dbname": "test", "user": "postgres"}
+
 UK = Site("UKSRC", Position(51.57, -1.31, "UKSRC"))
 ES = Site("SPSRC", Position(37.19, -3.60, "SPSRC"),
           soda_sync=SodaService(SODA_SYNC, "https://soda.es/sync", "ivo://es/soda"))

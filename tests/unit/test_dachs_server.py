@@ -18,6 +18,7 @@ from xml.etree import ElementTree
 
 import psycopg2
 import pytest
+from fakes import PG
 from gavo.base import sqlsupport
 from gavo.svcs import common
 from twisted.internet import address, tcp
@@ -39,7 +40,6 @@ PATCHED = [
 # The classes as imported, before any test (or RD) patched them.
 PRISTINE = {(owner, name): vars(owner).get(name, MISSING) for owner, name in PATCHED}
 
-PG = {"host": "127.0.0.1", "port": 5432, "dbname": "test", "user": "postgres"}
 VOTABLE = "{http://www.ivoa.net/xml/VOTable/v1.3}"
 
 

@@ -6,10 +6,9 @@ from __future__ import annotations
 
 import psycopg2
 import pytest
+from fakes import PG
 
 from rucio_rd.sync import SYNC_COLUMNS, SyncRefused, sync
-
-PG = {"host": "127.0.0.1", "port": 5432, "dbname": "test", "user": "postgres"}
 
 
 @pytest.fixture
