@@ -115,6 +115,7 @@ class ExternalSodaDescriptor:
         self.service = link.service
         self.kind = link.kind
         self.description = link.description
+        self.site_name = link.site_name
         # The RESOURCE's ID: an XML name from the site's (ctx makes it unique).
         site = "".join(char if char.isascii() and char.isalnum() else "_"
                        for char in link.site_name)
@@ -330,7 +331,7 @@ def _table_metadata(table_name: str, dids: Sequence[str]) -> dict[str, links.Fil
 #: The columns of the RD's ``links`` table (the DataLink response).
 LINK_COLUMNS = ("ID", "access_url", "service_def", "error_message", "description",
                 "semantics", "content_type", "content_length", "content_qualifier",
-                "local_semantics", "link_auth", "adler32")
+                "local_semantics", "link_auth", "adler32", "site")
 
 
 def _link_row(**values: Any) -> dict[str, Any]:
@@ -356,7 +357,7 @@ def _this_row(row: decisions.ReplicaLink | decisions.AuxiliaryLink | links.LinkF
                      description=row.description, content_type=row.content_type,
                      content_length=row.content_length,
                      content_qualifier=row.content_qualifier, link_auth=row.link_auth,
-                     adler32=row.adler32)
+                     adler32=row.adler32, site=row.site)
 
 
 def _client_facts(queryMeta: Any) -> decisions.ClientFacts:  # noqa: N803 - DaCHS's name
@@ -513,7 +514,7 @@ class RucioDatalinkCore(datalink.DatalinkCore):
                     ID=row.pubDID,
                     service_def=ctx.getOrMakeIdFor(row, suggestion=row.id_suggestion),
                     description=row.description, semantics="#cutout",
-                    content_type="application/fits")
+                    content_type="application/fits", site=row.site_name)
                 for row in self.link_rows]
         data = rsc.makeData(self.contract.getById("make_links"), forceSource=rows)
         data.setMeta("_type", "results")

@@ -89,7 +89,9 @@ class ReplicaLink:
     """A ``#this`` row: one replica of a file.
 
     ``content_qualifier`` is the product type (``#cube``...), ``link_auth``
-    whether the storage wants authentication, ``adler32`` Rucio's checksum.
+    whether the storage wants authentication, ``adler32`` Rucio's checksum,
+    ``site`` the site holding it (where known): a client sends its token to
+    that site's hosts only.
     """
 
     did: str
@@ -100,6 +102,7 @@ class ReplicaLink:
     content_qualifier: str | None = None
     link_auth: str | None = None
     adler32: str | None = None
+    site: str | None = None
 
 
 #: ObsCore's dataproduct_type values that are terms of the IVOA product-type
@@ -231,7 +234,8 @@ def replica_links(link_set: LinkSet, first_is: str | None, ranking: int = 0,
                     _describe(link_set, rank, first_is, ranking),
                     link_set.metadata.content_type, length, qualifier,
                     (ranked.site.link_auth if ranked.site is not None else None) or link_auth,
-                    link_set.file_adler32)
+                    link_set.file_adler32,
+                    ranked.site.name if ranked.site is not None else None)
         for rank, ranked in enumerate(link_set.replicas)
     ]
 

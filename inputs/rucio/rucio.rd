@@ -283,6 +283,9 @@ inline code here only calls into it. -->
 		<column name="adler32" type="text" ucd="meta.checksum;meta.file"
 			tablehead="Adler-32" verbLevel="1"
 			description="Rucio's Adler-32 checksum of the file (eight hex digits), to check a download; content_length is Rucio's size of the file."/>
+		<column name="site" type="unicode" ucd="meta.id;meta.curation"
+			tablehead="Site" verbLevel="1"
+			description="The site holding the replica (#this) or offering the service (#cutout), as the site directory names it: a client sends its storage token to that site's hosts only."/>
 	</table>
 
 	<data id="make_links" auto="False">

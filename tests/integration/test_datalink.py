@@ -104,6 +104,9 @@ def test_replica_rows_say_product_type_authentication_size_and_checksum(stack: S
         assert row["adler32"] == files[row.id].adler32  # Rucio's, as registered
         assert row.content_length == files[row.id].bytes
         assert row["content_qualifier"] == {WALLABY: "#cube", PTF: "#image"}[row.id]
+        assert row["site"] in row.description  # e.g. "... at UKSRC (UKSRC_RAL_STORAGE) ..."
+    assert {row["site"] for row in rows} == {"SPSRC", "UKSRC", "AUSSRC"}
+    assert {row["site"] for row in results.bysemantics("#cutout")} == {"SPSRC", "AUSSRC"}
     fields = {field.name: field for field in results.fielddescs}
     assert fields["adler32"].ucd == "meta.checksum;meta.file"
     assert fields["content_qualifier"].ucd == "meta.code.class"

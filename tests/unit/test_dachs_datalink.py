@@ -127,8 +127,9 @@ def test_log_records_go_to_dachs_notifications_by_level(monkeypatch: pytest.Monk
 
 def test_replica_rows_become_this_links_with_type_length_and_checksum() -> None:
     row = dl._this_row(ReplicaLink("s:f", "https://uk/f", "f at UK: nearest replica",
-                                   "application/fits", 99, "#cube", "true", "0a1b2c3d"))
+                                   "application/fits", 99, "#cube", "true", "0a1b2c3d", "UKSRC"))
     assert (row["ID"], row["access_url"], row["semantics"]) == ("s:f", "https://uk/f", "#this")
+    assert row["site"] == "UKSRC"  # clients send their storage token to its hosts only
     assert (row["content_type"], row["content_length"]) == ("application/fits", 99)
     assert (row["content_qualifier"], row["link_auth"], row["adler32"]) == (
         "#cube", "true", "0a1b2c3d")

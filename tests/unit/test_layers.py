@@ -70,3 +70,14 @@ def test_test_modules_have_names_of_their_own() -> None:
     tests = Path(__file__).resolve().parents[1]
     names = [path.name for path in tests.rglob("test_*.py")]
     assert len(names) == len(set(names)), sorted(n for n in names if names.count(n) > 1)
+
+
+def test_the_client_stands_apart_from_the_service() -> None:
+    """The astronomer's client imports its own modules only (no DaCHS, no service)."""
+    for path in (PACKAGE / "client").glob("*.py"):
+        names = imported(f"client/{path.stem}")
+        assert {name for name in names if name.startswith("rucio_rd")} <= {
+            "rucio_rd", "rucio_rd.client", *(f"rucio_rd.client.{other.stem}"
+                                             for other in (PACKAGE / "client").glob("*.py"))
+        }, path.stem
+        assert not any(name.startswith(("gavo", "psycopg2", "geoip2")) for name in names)
