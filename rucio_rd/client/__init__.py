@@ -43,10 +43,13 @@ __all__ = ["Cutout", "CutoutError", "DownloadError", "Downloaded", "Failure", "F
 
 
 def search(cone_url: str, ra: float, dec: float, radius: float, session: Any = None) -> Any:
-    """A Simple Cone Search (pyvo's ``conesearch``): the rows, nearest first."""
-    from pyvo.dal import conesearch
+    """A Simple Cone Search (pyvo's ``SCSService``): the rows, nearest first."""
+    from pyvo.dal import DALFormatError, DALServiceError, SCSService
 
-    return conesearch(cone_url, pos=(ra, dec), radius=radius, session=session)
+    try:
+        return SCSService(cone_url, session=session).search(pos=(ra, dec), radius=radius)
+    except (DALServiceError, DALFormatError) as exc:
+        raise LinksError(f"the cone search at {cone_url} failed: {exc}") from None
 
 
 def links(access_url: str, did: str | None = None, *, client_ip_address: str | None = None,

@@ -1,6 +1,6 @@
 """A quick-look PNG of a FITS image or cube, with the sky's axes from its WCS.
 
-A cube shows one channel (the middle one unless asked), titled with the
+A cube shows one channel (the brightest one unless asked), titled with the
 channel's spectral coordinate; the grey scale spans the 1st to 99.5th
 percentile of the finite pixels.  matplotlib draws off-screen (Agg).
 """
@@ -21,6 +21,14 @@ def _image_hdu(hdus):
         if hdu.data is not None and getattr(hdu.data, "ndim", 0) >= 2:
             return hdu
     raise QuicklookError("no image or cube in the file (no HDU with 2 or more axes)")
+
+
+def _brightest(cube) -> int:
+    """The channel whose brightest pixel is brightest (where a line is)."""
+    import numpy as np
+
+    peaks = [np.nanmax(plane) if np.isfinite(plane).any() else -np.inf for plane in cube]
+    return int(np.argmax(peaks))
 
 
 def quicklook(fits_path: str | Path, png_path: str | Path | None = None,
@@ -56,16 +64,18 @@ def quicklook(fits_path: str | Path, png_path: str | Path | None = None,
                                      "cannot choose what to draw")
             if data.ndim == 3:
                 count = data.shape[0]
-                index = count // 2 if channel is None else channel
+                index = _brightest(data) if channel is None else channel
                 if not 0 <= index < count:
                     raise QuicklookError(f"channel {index}: the cube has channels 0..{count - 1}")
                 data = data[index]
                 spectral = wcs.sub([3]) if wcs.naxis >= 3 else None
                 if spectral is not None and spectral.wcs.ctype[0]:
-                    value = spectral.pixel_to_world_values(index)
-                    unit = spectral.wcs.cunit[0]
+                    value = float(spectral.pixel_to_world_values(index))
+                    unit = str(spectral.wcs.cunit[0])
+                    if unit == "Hz":
+                        value, unit = value / 1e6, "MHz"
                     title += f" — channel {index}, {spectral.wcs.ctype[0].split('-')[0]} " \
-                             f"{float(value):.6g} {unit}"
+                             f"{value:.6g} {unit}"
                 else:
                     title += f" — channel {index}"
             celestial = wcs.celestial if wcs.has_celestial else None

@@ -58,6 +58,12 @@ class DachsInstance:
     db_name: str = "rucio_rd_dachs"
     host: str = "localhost"
     executable: Path = Path("/usr/bin/dachs")
+    authority: str = "rucio-rd.example"
+    sitename: str = "rucio_rd demo data centre"
+    # Loaded at start-up, so that the plugin's server-wide fixes
+    # (rucio_rd.dachs_server) apply from the first connection on.
+    preload: str = "rucio/rucio"
+    with_obscore: bool = True  # import //obscore at init (the plugin's deploy wants it)
 
     def __post_init__(self) -> None:
         self.root = Path(self.root).resolve()
@@ -120,12 +126,10 @@ class DachsInstance:
             f"serverPort: {self.port}\n"
             "bindAddress: 127.0.0.1\n"
             f"serverURL: {self.server_url}\n"
-            "sitename: rucio_rd demo data centre\n"
-            # Loaded at start-up, so that the plugin's server-wide fixes
-            # (rucio_rd.dachs_server) apply from the first connection on.
-            "preloadRDs: rucio/rucio\n"
-            "[ivoa]\n"
-            "authority: rucio-rd.example\n"
+            f"sitename: {self.sitename}\n"
+            + (f"preloadRDs: {self.preload}\n" if self.preload else "")
+            + "[ivoa]\n"
+            f"authority: {self.authority}\n"
         )
 
     def setup(self) -> None:
@@ -141,7 +145,8 @@ class DachsInstance:
             subprocess.run(["createdb", self.db_name], check=True)
         if not _dachs_initialised(self.db_name):
             self.dachs("init", "-d", f"dbname={self.db_name}")
-            self.dachs("imp", "//obscore")
+            if self.with_obscore:
+                self.dachs("imp", "//obscore")
 
     def drop(self) -> None:
         """Remove the instance's database (its files are the caller's to remove)."""

@@ -21,8 +21,12 @@ from rucio_rd.metadata import DATALINK_PATH
 from rucio_rd.stack.dachs_instance import DachsInstance
 from rucio_rd.stack.process import ServerProcess
 from rucio_rd.stack.rucio_server import RucioServer
-from rucio_rd.stack.seed import seed
-from rucio_rd.stack.site_directory import site_directory_process
+from rucio_rd.stack.seed import DEMO_DATA_VERSION, all_files, seed
+from rucio_rd.stack.site_directory import DEFAULT_DATA, site_directory_process
+from rucio_rd.stack.soda_site import SodaSite
+from rucio_rd.stack.storage import LOCAL_SITES, StorageServer
+
+SODA_SITE = "AUSSRC"  # the site that runs a real SODA service here
 
 __all__ = ["DEMO_LAYOUT", "Layout", "Stack"]
 
@@ -50,6 +54,10 @@ class Layout:
     meta_db: str
     dachs_db: str
     legacy_port: int = 10000
+    storage_port: int = 18400
+    # The AUSSRC site's own DaCHS with its SODA service (behind the storage's nginx).
+    soda_port: int = 18480
+    soda_db: str = "rucio_rd_aussrc"
     synthetic_files: int = 300
     sites_ttl: float = 300.0
     # [rucio] keys of the plugin configuration other than the connection's.
@@ -93,10 +101,19 @@ class Stack:
             workdir=workdir / "rucio", port=layout.rucio_port, db_name=layout.rucio_db,
             meta_db_name=layout.meta_db,
         )
-        self.sites = site_directory_process(workdir=workdir / "sites", port=layout.sites_port)
+        self.sites = site_directory_process(workdir=workdir / "sites", port=layout.sites_port,
+                                            data=workdir / "site-directory.json")
         self.dachs = DachsInstance(
             root=layout.server_files / "dachs", port=layout.dachs_port, db_name=layout.dachs_db
         )
+        files_root = layout.server_files / "storage"
+        self.soda_site = SodaSite(
+            root=layout.server_files / "aussrc-dachs", port=layout.soda_port,
+            db_name=layout.soda_db, storage_dir=files_root / SODA_SITE / "disk")
+        self.storage = StorageServer(
+            workdir=workdir / "storage", files_root=files_root,
+            port=layout.storage_port, rucio_url=self.rucio.url,
+            soda={SODA_SITE: (self.soda_site.sync_url, self.soda_site.async_url)})
         # The prototype's DataLink URL (/links, /rucio/links), redirected to DaCHS.
         self.legacy = ServerProcess(
             "legacy-links", "rucio_rd.legacy_links", workdir / "legacy", layout.legacy_port,
@@ -155,24 +172,83 @@ class Stack:
             raise RuntimeError(f"deploy failed:\n{result.stdout}{result.stderr}")
         return result.stdout
 
+    def write_site_directory(self) -> Path:
+        """The site directory's content for this stack: the demo's, with the local
+        sites' storage and AUSSRC's SODA service at their loopback addresses."""
+        document = json.loads(DEFAULT_DATA.read_text())
+        local = {site.rse: site for site in LOCAL_SITES}
+        for storage in document["storages"]:
+            if storage["name"] in local:
+                storage.update(host=local[storage["name"]].address, srm="http",
+                               port=self.layout.storage_port)
+        for site in document["services"]:
+            for service in site["services"]:
+                if site["name"] == SODA_SITE and service["type"].startswith("SODA"):
+                    kind = "async" if "async" in service["type"] else "sync"
+                    address = next(s.address for s in LOCAL_SITES if s.site == SODA_SITE)
+                    service.update(prefix="http", host=address, port=self.layout.storage_port,
+                                   path=f"/soda/{kind}")
+        path = Path(self.layout.workdir) / "site-directory.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(document, indent=1) + "\n")
+        return path
+
+    @property
+    def data_version_path(self) -> Path:
+        return Path(self.layout.workdir) / "data-version"
+
+    def _data_changed(self) -> bool:
+        """The databases hold an older demo's data (files of other sizes, other hosts)."""
+        if not self.rucio.workdir.exists():
+            return False
+        try:
+            return self.data_version_path.read_text().strip() != DEMO_DATA_VERSION
+        except OSError:
+            return True
+
+    def write_storage_files(self) -> int:
+        """The local sites' replicas of every demo file, as real files."""
+        local = {site.rse for site in LOCAL_SITES}
+        return self.storage.write_files(
+            (rse, demo.scope, demo.name, demo.content)
+            for demo in all_files(self.layout.synthetic_files)
+            for rse in demo.rses if rse in local)
+
     def up(self, fresh: bool = False, log=print) -> None:
-        """Bring everything up; ``fresh`` first drops the stack's databases."""
+        """Bring everything up; ``fresh`` first drops the stack's databases (so does a
+        change of the demo's data since the last run)."""
         started = time.monotonic()
+        if not fresh and self._data_changed():
+            log("the demo's data changed since the last run: starting from empty databases")
+            fresh = True
         if fresh:
             self.down()
             self.rucio.workdir.mkdir(parents=True, exist_ok=True)
             self.rucio.write_config()
             self.rucio.drop_databases()
             self.dachs.drop()
+            self.soda_site.drop()
         self.rucio.setup()
         self.rucio.start()
         log(f"Rucio server        {self.rucio.url}")
+        self.write_site_directory()
         self.sites.start()
         log(f"site directory      {self.sites.url}")
+        written = self.write_storage_files()
+        self.soda_site.setup()
+        self.soda_site.start()
+        self.storage.start()
+        log(f"storage (nginx)     " + ", ".join(
+            f"{self.storage.base_url(site.rse)} ({site.site})" for site in LOCAL_SITES)
+            + f"; {written} file(s) written")
+        log(f"SODA at {SODA_SITE}      {self.storage.soda_url(SODA_SITE)} (DaCHS's SODA, "
+            f"{self.soda_site.dachs.server_url})")
         counts = seed(
             self.rucio.url, self.rucio.credentials(), self.datalink_url,
-            synthetic=self.layout.synthetic_files,
+            synthetic=self.layout.synthetic_files, storage_port=self.layout.storage_port,
+            astronomer_password=self.rucio.astronomer_password(),
         )
+        self.data_version_path.write_text(DEMO_DATA_VERSION + "\n")
         log(f"seeded through Rucio's REST API: {counts}")
         self.dachs.setup()
         for line in self.deploy().splitlines():
@@ -186,6 +262,8 @@ class Stack:
     def down(self) -> None:
         self.legacy.stop()
         self.dachs.stop()
+        self.storage.stop()
+        self.soda_site.stop()
         self.sites.stop()
         self.rucio.stop()
 

@@ -248,6 +248,21 @@ class RucioServer:
             json.dump(creds, out)
         return creds
 
+    @property
+    def astronomer_password_path(self) -> Path:
+        """The demo astronomer's password (account and username ``astronomer``)."""
+        return self.workdir / "astronomer-password"
+
+    def astronomer_password(self) -> str:
+        """The demo astronomer's Rucio password; generated (random) on first use."""
+        path = self.astronomer_password_path
+        if not path.exists():
+            self.workdir.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as out:
+                out.write(secrets.token_urlsafe(18) + "\n")
+        return path.read_text().strip()
+
     def _read_credentials(self) -> dict[str, str]:
         try:
             creds = json.loads(self.credentials_path.read_text())

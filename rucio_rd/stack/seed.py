@@ -38,14 +38,18 @@ import sys
 import time
 import zlib
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import requests
 
 from rucio_rd.rucio_http import flags
+from rucio_rd.stack.storage import LOCAL_SITES, fits_content
 
+# Changes when what the demo registers changes (files, sizes, RSE protocols): a stack
+# whose databases hold another version starts from empty ones.
+DEMO_DATA_VERSION = "2 (real files, loopback storage)"
 META_PLUGIN = "POSTGRES_JSON"
 ACCESS_FORMAT = "application/x-votable+xml;content=datalink"
 CONTENT_TYPE = "application/fits"
@@ -59,7 +63,7 @@ TIMEOUT = (5.0, 120.0)  # (connect, read) seconds
 
 @dataclass(frozen=True)
 class DemoRSE:
-    """A deterministic RSE with one https protocol, located at a site."""
+    """A deterministic RSE with one protocol (https unless said), located at a site."""
 
     name: str
     site: str
@@ -68,6 +72,7 @@ class DemoRSE:
     prefix: str
     latitude: float
     longitude: float
+    scheme: str = "https"
 
 
 @dataclass(frozen=True)
@@ -81,17 +86,29 @@ class DemoFile:
     dec: float
     obs_id: str
     rses: tuple[str, ...]
-    bytes: int
     extra: tuple[tuple[str, Any], ...] = ()
+    kind: str = "image"  # what the file is: "cube", "image" or a "small" image
 
     @property
     def did(self) -> str:
         return f"{self.scope}:{self.name}"
 
     @property
+    def content(self) -> bytes:
+        """The file itself: real FITS, the same bytes on every run (stack.storage)."""
+        extra = dict(self.extra)
+        band = ((extra["em_min"], extra["em_max"]) if "em_min" in extra and "em_max" in extra
+                else None)
+        return fits_content(self.scope, self.name, self.ra, self.dec, self.obs_id, self.kind,
+                            extra.get("s_fov"), band)
+
+    @property
+    def bytes(self) -> int:
+        return len(self.content)
+
+    @property
     def adler32(self) -> str:
-        # Deterministic stand-in: no real file behind the demo replicas.
-        return f"{zlib.adler32(self.did.encode()):08x}"
+        return f"{zlib.adler32(self.content):08x}"
 
     def metadata(self, datalink_base: str) -> dict[str, Any]:
         return {
@@ -114,6 +131,19 @@ DEMO_RSES: tuple[DemoRSE, ...] = (
 )
 RSE_NAMES = tuple(rse.name for rse in DEMO_RSES)
 
+
+def demo_rses(storage_port: int | None = None) -> tuple[DemoRSE, ...]:
+    """The demo's RSEs; with ``storage_port``, the sites this machine serves
+    (:data:`rucio_rd.stack.storage.LOCAL_SITES`) at their loopback address over
+    http on that port, SPSRC still at the notebook's unreachable address."""
+    if storage_port is None:
+        return DEMO_RSES
+    local = {site.rse: site for site in LOCAL_SITES}
+    return tuple(
+        replace(rse, scheme="http", hostname=local[rse.name].address, port=storage_port,
+                prefix=local[rse.name].prefix) if rse.name in local else rse
+        for rse in DEMO_RSES)
+
 # The WALLABY cutouts: HI cubes, 0.25 degrees across, 1.295 to 1.42 GHz.
 WALLABY_CUBE: tuple[tuple[str, Any], ...] = (
     ("dataproduct_type", "cube"), ("s_fov", 0.25), ("em_min", 0.2111), ("em_max", 0.2315))
@@ -135,14 +165,13 @@ ORANGE_DATALINKS = str([
 DEMO_FILES: tuple[DemoFile, ...] = (
     DemoFile("sp3531_soda",
              "2023-07-18-16-40-27_ASK-WALLABY_Eridanus_cutout-574594-imagecube-42178.fits",
-             53.75308, -24.93365, "Eridanus_full_image", RSE_NAMES, 21_323_520,
-             (*WALLABY_CUBE, ("datalinks", [WALLABY_PREVIEW]))),
+             53.75308, -24.93365, "Eridanus_full_image", RSE_NAMES,
+             (*WALLABY_CUBE, ("datalinks", [WALLABY_PREVIEW])), "cube"),
     DemoFile("orange", "2023-07-10-17-21-37_cutout-574594-imagecube-42178.fits",
-             53.75308, -24.93365, "Eridanus_full_image", ("AUSSRC_STORAGE",), 21_323_520,
-             (*WALLABY_CUBE, ("datalinks", ORANGE_DATALINKS))),
+             53.75308, -24.93365, "Eridanus_full_image", ("AUSSRC_STORAGE",),
+             (*WALLABY_CUBE, ("datalinks", ORANGE_DATALINKS)), "cube"),
     DemoFile("testing", "PTF10tce.fits", 349.791, 9.196, "PTF10tce",
-             ("UKSRC_RAL_STORAGE", "SPSRC_STORAGE"), 1_059_840,
-             (("dataproduct_type", "image"),)),
+             ("UKSRC_RAL_STORAGE", "SPSRC_STORAGE"), (("dataproduct_type", "image"),)),
 )
 DEMO_SCOPES: tuple[str, ...] = ("sp3531_soda", "orange", "testing", SYNTHETIC_SCOPE)
 
@@ -172,7 +201,7 @@ def synthetic_files(count: int, seed: int = SYNTHETIC_SEED) -> tuple[DemoFile, .
         number = len(files)
         rses = tuple(sorted(rng.sample(RSE_NAMES, rng.randint(1, len(RSE_NAMES)))))
         files.append(DemoFile(SYNTHETIC_SCOPE, f"synthetic-{number:04d}.fits", ra, dec,
-                              f"synthetic-{number:04d}", rses, rng.randint(100_000, 50_000_000)))
+                              f"synthetic-{number:04d}", rses, kind="small"))
     return tuple(files)
 
 
@@ -236,7 +265,7 @@ class RucioREST:
 
 def _protocol(rse: DemoRSE) -> dict[str, Any]:
     ops = {"read": 1, "write": 1, "delete": 1}
-    return {"scheme": "https", "hostname": rse.hostname, "port": rse.port, "prefix": rse.prefix,
+    return {"scheme": rse.scheme, "hostname": rse.hostname, "port": rse.port, "prefix": rse.prefix,
             "impl": PROTOCOL_IMPL,
             "domains": {"lan": dict(ops),
                         "wan": {**ops, "third_party_copy_read": 1, "third_party_copy_write": 1}}}
@@ -247,7 +276,7 @@ def _rse_attributes(rse: DemoRSE) -> dict[str, Any]:
 
 
 def ensure_rse(api: RucioREST, rse: DemoRSE, counts: dict[str, int]) -> None:
-    """Create the RSE, its https protocol and attributes where missing."""
+    """Create the RSE, its protocol and attributes where missing."""
     body = {"deterministic": True, "latitude": rse.latitude, "longitude": rse.longitude}
     if api.request("POST", f"/rses/{rse.name}", json=body, tolerate=(409,)).status_code != 409:
         counts["rses_created"] += 1
@@ -255,9 +284,9 @@ def ensure_rse(api: RucioREST, rse: DemoRSE, counts: dict[str, int]) -> None:
     # 404 RSEProtocolNotSupported is how Rucio says "no protocols yet".
     resp = api.request("GET", f"/rses/{rse.name}/protocols", tolerate=(404,))
     protocols = _protocol_list(resp.json()) if resp.status_code == 200 else []
-    if not any(p.get("scheme") == "https" and p.get("hostname") == rse.hostname
+    if not any(p.get("scheme") == rse.scheme and p.get("hostname") == rse.hostname
                and int(p.get("port", 0)) == rse.port for p in protocols):
-        api.request("POST", f"/rses/{rse.name}/protocols/https", json=_protocol(rse))
+        api.request("POST", f"/rses/{rse.name}/protocols/{rse.scheme}", json=_protocol(rse))
         counts["protocols_added"] += 1
 
     existing = _merge_dicts(api.request("GET", f"/rses/{rse.name}/attr/").json())
@@ -282,6 +311,24 @@ def _merge_dicts(payload: Any) -> dict[str, Any]:
     return merged
 
 
+ASTRONOMER = "astronomer"
+
+
+def ensure_astronomer(api: RucioREST, password: str) -> None:
+    """The demo's astronomer: a USER account whose userpass login gives the token
+    the storage checks (not the service's root account)."""
+    email = f"{ASTRONOMER}@rucio-rd.example"
+    api.request("POST", f"/accounts/{ASTRONOMER}", json={"type": "USER", "email": email},
+                tolerate=(409,))
+    # Adding an identity the account has already fails with a 500 (DatabaseException).
+    identities = api.json_stream("GET", f"/accounts/{ASTRONOMER}/identities")
+    if not any(entry.get("type") == "USERPASS" and entry.get("identity") == ASTRONOMER
+               for entry in identities):
+        api.request("PUT", f"/identities/{ASTRONOMER}/userpass", headers={
+            "X-Rucio-Username": ASTRONOMER, "X-Rucio-Password": password,
+            "X-Rucio-Email": email})
+
+
 def ensure_scopes(api: RucioREST, scopes: Iterable[str], counts: dict[str, int]) -> None:
     existing = set(api.request("GET", "/scopes/").json())
     for scope in scopes:
@@ -300,7 +347,7 @@ def existing_replicas(api: RucioREST, files: list[DemoFile]) -> dict[str, set[st
         body = {"dids": [{"scope": f.scope, "name": f.name} for f in chunk],
                 **flags(all_states=True, unavailable=False, ignore_availability=False,
                         resolve_archives=True, resolve_parents=False),
-                "schemes": ["https"],
+                "schemes": ["https", "http"],
                 # Rucio's default 'geoip' sort tries to download a MaxMind database per
                 # call and fills the server log; the order does not matter here.
                 "sort": "random"}
@@ -352,12 +399,20 @@ def ensure_metadata(api: RucioREST, files: list[DemoFile], datalink_base: str,
 
 
 def seed(rucio_url: str, credentials: dict[str, str], datalink_base: str,
-         synthetic: int = 300) -> dict[str, int]:
-    """Seed the demo data lake; returns what was created or written (all 0 on a re-run)."""
+         synthetic: int = 300, storage_port: int | None = None,
+         astronomer_password: str | None = None) -> dict[str, int]:
+    """Seed the demo data lake; returns what was created or written (all 0 on a re-run).
+
+    ``storage_port``: where this machine serves the local sites' files
+    (:func:`demo_rses`); without it the RSEs keep their example hostnames.
+    ``astronomer_password``: also make the astronomer's account (``astronomer``,
+    a USER account with a userpass identity of that name)."""
     api = RucioREST(rucio_url, credentials)
     counts = dict.fromkeys(("rses_created", "protocols_added", "attributes_set",
                             "scopes_created", "replicas_registered", "metadata_written"), 0)
-    for rse in DEMO_RSES:
+    if astronomer_password is not None:
+        ensure_astronomer(api, astronomer_password)
+    for rse in demo_rses(storage_port):
         ensure_rse(api, rse, counts)
     ensure_scopes(api, DEMO_SCOPES, counts)
     files = list(all_files(synthetic))

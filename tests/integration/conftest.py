@@ -21,7 +21,8 @@ from astropy.utils.data import import_file_to_cache
 from rucio_rd.stack.debian import source_digest
 from rucio_rd.stack.demo import Layout, Stack
 
-TEST_PORTS = {"rucio_port": 18191, "sites_port": 18291, "dachs_port": 18080, "legacy_port": 18391}
+TEST_PORTS = {"rucio_port": 18191, "sites_port": 18291, "dachs_port": 18080, "legacy_port": 18391,
+              "storage_port": 18491, "soda_port": 18481}
 BUILD_STAMP = Path("/usr/share/rucio-rd/BUILD")
 
 
@@ -46,6 +47,7 @@ def stack() -> Iterator[Stack]:
         rucio_db="rucio_rd_it_rucio",
         meta_db="rucio_rd_it_meta",
         dachs_db="rucio_rd_it_dachs",
+        soda_db="rucio_rd_it_aussrc",
         synthetic_files=300,
         sites_ttl=1.0,  # short, so that the site-directory outage test sees a refresh fail
         # Every request reaches Rucio (the tests change what it holds and stop it; the

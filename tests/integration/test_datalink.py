@@ -29,12 +29,14 @@ WALLABY = "sp3531_soda:2023-07-18-16-40-27_ASK-WALLABY_Eridanus_cutout-574594-im
 ORANGE = "orange:2023-07-10-17-21-37_cutout-574594-imagecube-42178.fits"
 PTF = "testing:PTF10tce.fits"
 WALLABY_NAME = WALLABY.split(":", 1)[1]
+STORAGE_PORT = 18491  # conftest's TEST_PORTS["storage_port"] (checked below)
 PFN = {
     "SPSRC_STORAGE": "https://spsrc14.iaa.csic.es:18027/disk/dev/deterministic/sp3531_soda/9b/98/"
     + WALLABY_NAME,
-    "UKSRC_RAL_STORAGE": "https://storage.uksrc.example:443/disk/sp3531_soda/9b/98/"
+    # The local sites' storage (rucio_rd.stack.storage), on the integration stack's port.
+    "UKSRC_RAL_STORAGE": f"http://127.0.0.2:{STORAGE_PORT}/disk/sp3531_soda/9b/98/"
     + WALLABY_NAME,
-    "AUSSRC_STORAGE": "https://storage.aussrc.example:443/disk/sp3531_soda/9b/98/" + WALLABY_NAME,
+    "AUSSRC_STORAGE": f"http://127.0.0.3:{STORAGE_PORT}/disk/sp3531_soda/9b/98/" + WALLABY_NAME,
 }
 # The notebook's printed replica URL.
 NOTEBOOK_URL = PFN["SPSRC_STORAGE"]
@@ -42,9 +44,9 @@ VO = "{http://www.ivoa.net/xml/VOTable/v1.3}"
 RAL = "130.246.210.120"  # Appleton, GB in GeoLite2 2018
 MADRID = "147.96.1.1"  # Universidad Complutense, Madrid, ES in GeoLite2 2018
 SITE_HOSTS = {
-    "UKSRC_RAL_STORAGE": "storage.uksrc.example",
+    "UKSRC_RAL_STORAGE": "127.0.0.2",
     "SPSRC_STORAGE": "spsrc14.iaa.csic.es",
-    "AUSSRC_STORAGE": "storage.aussrc.example",
+    "AUSSRC_STORAGE": "127.0.0.3",
 }
 
 
@@ -114,17 +116,22 @@ def test_replica_rows_say_product_type_authentication_size_and_checksum(stack: S
     assert fields["local_semantics"].ucd == "meta.id.assoc"
 
 
+def test_the_local_sites_storage_is_where_the_urls_say(stack: Stack) -> None:
+    assert stack.layout.storage_port == STORAGE_PORT
+    assert stack.storage.base_url("UKSRC_RAL_STORAGE") == f"http://127.0.0.2:{STORAGE_PORT}"
+
+
 def test_without_must_include_soda_the_uk_replica_comes_first(stack: Stack) -> None:
     urls = this_urls(fetch(stack, WALLABY, client_ip_address=RAL))
     assert [host_of(url) for url in urls] == [
-        "storage.uksrc.example", "spsrc14.iaa.csic.es", "storage.aussrc.example"]
+        "127.0.0.2", "spsrc14.iaa.csic.es", "127.0.0.3"]
     assert urls[0] == PFN["UKSRC_RAL_STORAGE"]
 
 
 @pytest.mark.parametrize(("ranking", "host"), [
-    ("0", "storage.uksrc.example"),
+    ("0", "127.0.0.2"),
     ("1", "spsrc14.iaa.csic.es"),
-    ("2", "storage.aussrc.example"),
+    ("2", "127.0.0.3"),
 ])
 def test_ranking_walks_outward(stack: Stack, ranking: str, host: str) -> None:
     urls = this_urls(fetch(stack, WALLABY, client_ip_address=RAL, ranking=ranking))
@@ -197,8 +204,8 @@ def test_soda_descriptors_for_every_soda_site_the_chosen_first(stack: Stack) -> 
     assert described == [
         ("https://spsrc-soda.iaa.csic.es:443/soda/sync", SPSRC_SODA_ID),
         ("https://spsrc-soda.iaa.csic.es:443/soda/async", SPSRC_SODA_ID),
-        ("https://soda.aussrc.example:443/soda/sync", AUSSRC_SODA_ID),
-        ("https://soda.aussrc.example:443/soda/async", AUSSRC_SODA_ID)]
+        (f"http://127.0.0.3:{STORAGE_PORT}/soda/sync", AUSSRC_SODA_ID),
+        (f"http://127.0.0.3:{STORAGE_PORT}/soda/async", AUSSRC_SODA_ID)]
     cutouts = list(results.bysemantics("#cutout"))
     assert len(cutouts) == 4
     assert [row.service_def for row in cutouts] == [r.ID for r in soda_resources(results)]
@@ -257,7 +264,7 @@ def test_pyvo_builds_a_cutout_request_from_the_descriptor(stack: Stack) -> None:
 
 def test_when_the_chosen_site_has_no_soda_the_next_sites_are_described(stack: Stack) -> None:
     results = fetch(stack, WALLABY, client_ip_address=RAL)
-    assert host_of(this_urls(results)[0]) == "storage.uksrc.example"  # no SODA there
+    assert host_of(this_urls(results)[0]) == "127.0.0.2"  # no SODA there
     cutouts = list(results.bysemantics("#cutout"))
     assert [row.description.split(" at ")[1] for row in cutouts] == [
         "SPSRC (the site of fallback 1)", "SPSRC (the site of fallback 1)",
@@ -385,9 +392,9 @@ def test_pyvo_iter_datalinks_posts_the_cone_searchs_ids_in_batches(stack: Stack)
 def test_several_ids_in_one_request_each_get_their_links(stack: Stack) -> None:
     results = fetch(stack, WALLABY, ORANGE, PTF, client_ip_address=RAL)
     assert len(this_urls(results, WALLABY)) == 3
-    assert [host_of(url) for url in this_urls(results, ORANGE)] == ["storage.aussrc.example"]
+    assert [host_of(url) for url in this_urls(results, ORANGE)] == ["127.0.0.3"]
     assert [host_of(url) for url in this_urls(results, PTF)] == [
-        "storage.uksrc.example", "spsrc14.iaa.csic.es"]
+        "127.0.0.2", "spsrc14.iaa.csic.es"]
     assert errors(results) == {}
 
 
