@@ -72,7 +72,8 @@ def main(argv: list[str] | None = None) -> int:
     workdir.chmod(0o755)  # DaCHS's server runs as gavo
     stack = Stack(Layout(
         workdir=workdir, rucio_port=18193, sites_port=18293, dachs_port=18082,
-        legacy_port=18393, rucio_db="rucio_rd_bench_rucio", meta_db="rucio_rd_bench_meta",
+        legacy_port=18393, storage_port=18493, soda_port=18483, soda_db="rucio_rd_bench_aussrc",
+        rucio_db="rucio_rd_bench_rucio", meta_db="rucio_rd_bench_meta",
         dachs_db="rucio_rd_bench_dachs", synthetic_files=300, replica_cache_ttl=0.0,
     ))
     print("bringing up the bench stack...", file=sys.stderr)

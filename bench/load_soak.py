@@ -150,7 +150,8 @@ def main(argv: list[str] | None = None) -> int:
     workdir.chmod(0o755)  # DaCHS's server runs as gavo
     stack = Stack(Layout(
         workdir=workdir, rucio_port=18194, sites_port=18294, dachs_port=18084,
-        legacy_port=18394, rucio_db="rucio_rd_load_rucio", meta_db="rucio_rd_load_meta",
+        legacy_port=18394, storage_port=18494, soda_port=18484, soda_db="rucio_rd_load_aussrc",
+        rucio_db="rucio_rd_load_rucio", meta_db="rucio_rd_load_meta",
         dachs_db="rucio_rd_load_dachs", synthetic_files=300,
     ))
     print("bringing up the load stack...", file=sys.stderr)

@@ -280,10 +280,15 @@ def _verify(replica: Replica, size: int, checksum: str) -> Failure | None:
 
 
 def _advice(failures: list[Failure], token: Token | None) -> str:
-    if failures and all(failure.status in REFUSED for failure in failures):
-        if token is None:
-            return ("The storage wants a bearer token: give one (--token-file, $BEARER_TOKEN, "
-                    "--rucio with --username, or --oidc).")
+    refused = [failure for failure in failures if failure.status in REFUSED]
+    if refused and token is None:
+        return ("The storage wants a bearer token: give one (--token-file, $BEARER_TOKEN, "
+                "--rucio with --username, or --oidc).")
+    if refused and all(failure.status is not None for failure in failures) and \
+            len(refused) == len(failures):
         return (f"Every site refused the token from {token.source}: it may have expired or "
                 "belong to another Rucio; get a new one.")
+    if refused:
+        return (f"{len(refused)} site(s) refused the token from {token.source}: it may have "
+                "expired; get a new one.")
     return ""

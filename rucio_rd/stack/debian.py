@@ -122,11 +122,13 @@ License: CC-BY-SA-4.0
 
 
 def plugin_files(repo: Path = REPO) -> list[Path]:
-    """The source files the plugin package ships, relative to ``repo``, sorted."""
+    """The source files the plugin package ships, relative to ``repo``, sorted: not the
+    stack (the demo's and the tests') and not the astronomer's client (it needs pyvo,
+    which DaCHS does not, and runs where the astronomer is)."""
     package = sorted(
         path.relative_to(repo)
         for path in (repo / "rucio_rd").rglob("*.py")
-        if "stack" not in path.relative_to(repo / "rucio_rd").parts[:-1]
+        if not {"stack", "client"} & set(path.relative_to(repo / "rucio_rd").parts[:-1])
         and "__pycache__" not in path.parts
     )
     return package + [Path(name) for name in _SHARED_FILES]

@@ -238,7 +238,7 @@ class Stack:
         self.soda_site.setup()
         self.soda_site.start()
         self.storage.start()
-        log(f"storage (nginx)     " + ", ".join(
+        log("storage (nginx)     " + ", ".join(
             f"{self.storage.base_url(site.rse)} ({site.site})" for site in LOCAL_SITES)
             + f"; {written} file(s) written")
         log(f"SODA at {SODA_SITE}      {self.storage.soda_url(SODA_SITE)} (DaCHS's SODA, "

@@ -93,7 +93,7 @@ def _celestial(header: Any, ra: float, dec: float, side: int, pixel_deg: float,
     header["RADESYS"], header["EQUINOX"] = "ICRS", 2000.0
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def fits_content(scope: str, name: str, ra: float, dec: float, obs_id: str,
                  kind: str = "image", fov_deg: float | None = None,
                  band_m: tuple[float, float] | None = None) -> bytes:
@@ -173,6 +173,11 @@ _SERVER = """\
         location {prefix}/ {{
             auth_request /_rucio_validate;
             error_page 401 = @refused;
+            error_page 500 = @unchecked;
+        }}
+        location @unchecked {{
+            add_header Retry-After 30 always;
+            return 503 "{site} storage: the token could not be checked with Rucio now\n";
         }}
         location @refused {{
             add_header WWW-Authenticate 'Bearer realm="{site} storage"' always;
@@ -189,6 +194,13 @@ _SERVER = """\
             proxy_set_header Accept "application/octet-stream";
             proxy_connect_timeout 5s;
             proxy_read_timeout 10s;
+            # Rucio 41 answers a token it does not know with 500 CannotAuthenticate.
+            proxy_intercept_errors on;
+            error_page 500 = @rucio_said;
+        }}
+        location @rucio_said {{
+            if ($upstream_http_exceptionclass = "CannotAuthenticate") {{ return 401; }}
+            return 503;
         }}
     }}
 """
@@ -199,12 +211,14 @@ _SODA = """\
         location = /soda/sync {{
             auth_request /_rucio_validate;
             error_page 401 = @refused;
+            error_page 500 = @unchecked;
             proxy_pass {sync};
             proxy_read_timeout 120s;
         }}
         location /soda/async {{
             auth_request /_rucio_validate;
             error_page 401 = @refused;
+            error_page 500 = @unchecked;
             proxy_pass {async_};
         }}
 """
@@ -352,6 +366,3 @@ def _run(command: list[str]) -> str:
     result = subprocess.run(command, capture_output=True, encoding="utf-8", errors="replace")
     return "" if result.returncode == 0 else (result.stdout + result.stderr).strip()
 
-
-def demo_file_kind(extra: Mapping[str, Any]) -> str:
-    return "cube" if extra.get("dataproduct_type") == "cube" else "image"
