@@ -9,9 +9,12 @@ and a quick-look PNG.  In a notebook::
     results = client.search("http://localhost:8080/rucio/rucio/cone/scs.xml",
                             53.75308, -24.93365, 1)
     links = client.links(results[0]["access_url"], client_ip_address="130.246.210.120")
-    token = client.userpass_token("http://localhost:18100", "root", "ddmlab", "secret")
+    token = client.userpass_token("http://127.0.0.1:18100", "astronomer", "astronomer",
+                                  open(".stack/demo/rucio/astronomer-password").read().strip())
     got = client.download(links, "data", token, progress=client.ProgressBar())
-    client.quicklook(got.path)
+    made = client.cutout(links, client.soda_parameters(circle=(53.75308, -24.93365, 0.05)),
+                         "data", token, first_site=got.replica.site)
+    client.quicklook(made.path)
 
 The command is ``python3 -m rucio_rd.client --help`` (``bin/rucio-rd-client``).
 This package never imports DaCHS and is not used by the service.

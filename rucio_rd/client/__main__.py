@@ -25,8 +25,9 @@ replica or SODA service in use, never to the cone or DataLink service.
 Example (the demo):
   python3 -m rucio_rd.client --cone http://localhost:8080/rucio/rucio/cone/scs.xml \\
       --pos 53.75308 -24.93365 --radius 1 --client-ip 130.246.210.120 \\
-      --must-include-soda --rucio http://localhost:18100 --username ddmlab \\
-      --password-file .stack/demo/rucio/password --png
+      --must-include-soda --rucio http://127.0.0.1:18100 --username astronomer \\
+      --password-file .stack/demo/rucio/astronomer-password \\
+      --circle 53.75308 -24.93365 0.05 --png
 """
 
 

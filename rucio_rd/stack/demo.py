@@ -276,7 +276,7 @@ Try it with pyvo (.venv/bin/python):
     print(results.to_table()['_r', 'obs_id', 's_ra', 's_dec', 'access_url', 'access_format'])
 
     from pyvo.dal.adhoc import DatalinkResults
-    result = next(r for r in results if "sp3531_soda" in r["access_url"])
+    result = results[0]
     datalink = DatalinkResults.from_result_url(
         result["access_url"] + "&client_ip_address=130.246.210.120&must_include_soda=True")
     print(next(datalink.bysemantics("#this")).access_url)
@@ -285,6 +285,14 @@ Try it with pyvo (.venv/bin/python):
     tap = pyvo.dal.TAPService("{server}/tap")
     print(tap.search("SELECT obs_id, access_url FROM ivoa.obscore "
                      "WHERE 1=CONTAINS(POINT(s_ra, s_dec), CIRCLE(53.75, -24.93, 1))").to_table())
+
+The notebook's last mile (token, download with fallback and checksum, SODA cutout
+at AUSSRC, picture), as the demo's astronomer:
+
+    bin/rucio-rd-client --cone {cone} --pos 53.75308 -24.93365 --radius 1 \\
+        --client-ip 130.246.210.120 --must-include-soda --rucio {rucio} \\
+        --username astronomer --password-file {astronomer_password} \\
+        --circle 53.75308 -24.93365 0.05 --png -o data
 
 With TOPCAT or STILTS (async TAP, their default):
 
@@ -317,7 +325,8 @@ def main(argv: list[str] | None = None) -> int:
     stack.up(fresh=args.fresh)
     print()
     print(PYVO_SNIPPET.format(cone=stack.cone_url, server=stack.dachs.server_url,
-                              settings=stack.dachs.settings_file))
+                              settings=stack.dachs.settings_file, rucio=stack.rucio.url,
+                              astronomer_password=stack.rucio.astronomer_password_path))
     if args.detach:
         print("Running in the background; stop it with: bin/demo --stop")
         return 0
