@@ -103,6 +103,9 @@ def _access_url(args: argparse.Namespace) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    # Bad cutout parameters are a usage error before anything is asked.
+    parameters = (client.soda_parameters(args.circle, args.band)
+                  if args.circle or args.band else None)
     access_url = _access_url(args)
     never = [url for url in (args.cone, access_url) if url]
     links = client.links(access_url, client_ip_address=args.client_ip,
@@ -122,10 +125,9 @@ def run(args: argparse.Namespace) -> int:
         check = f"adler32 {got.adler32} verified" if got.verified else "no checksum given"
         print(f"{got.path} ({got.size:,} bytes from {got.replica.where}, {check})")
         drawn, first_site = got.path, got.replica.site
-    if args.circle or args.band:
-        made = client.cutout(links, client.soda_parameters(args.circle, args.band),
-                             args.output, token, first_site=first_site, never=never,
-                             report=lambda line: _say(f"  failed: {line}"))
+    if parameters is not None:
+        made = client.cutout(links, parameters, args.output, token, first_site=first_site,
+                             never=never, report=lambda line: _say(f"  failed: {line}"))
         print(f"{made.path} ({made.size:,} bytes, cut out by SODA at "
               f"{made.endpoint.site or made.endpoint.access_url})")
         drawn = made.path

@@ -86,19 +86,25 @@ def environment_token(environ: Mapping[str, str] | None = None) -> Token | None:
 def _rucio_error(response: requests.Response) -> str:
     """Rucio's own words for a failure: its ExceptionClass and ExceptionMessage."""
     text = f"HTTP {response.status_code}"
-    exception = response.headers.get("ExceptionClass")
-    message = response.headers.get("ExceptionMessage")
-    if not exception:
-        try:
-            body = response.json()
-        except ValueError:
-            body = None
-        if isinstance(body, dict):
-            exception, message = body.get("ExceptionClass"), body.get("ExceptionMessage")
+    # The body's message first: Rucio cuts the header's short and flattens it.
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    exception = message = None
+    if isinstance(body, dict):
+        exception, message = body.get("ExceptionClass"), body.get("ExceptionMessage")
+    exception = exception or response.headers.get("ExceptionClass")
+    message = message or response.headers.get("ExceptionMessage")
     if exception:
         text += f" {exception}"
     if message:
-        text += f": {str(message)[:300]}"
+        message = str(message)
+        if "Traceback (most recent call last)" in message:
+            # Rucio puts its server's traceback in the message: its last line says it.
+            lines = [line.strip() for line in message.splitlines() if line.strip()]
+            message = lines[-1] if lines else message
+        text += f": {message[:300]}"
     elif not exception and response.text.strip():
         text += f": {response.text.strip()[:200]!r}"
     return text
