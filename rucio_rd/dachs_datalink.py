@@ -41,7 +41,7 @@ from gavo.formats import votablewrite
 from gavo.protocols import datalink
 from gavo.votable import V
 
-from rucio_rd import config, dali, links
+from rucio_rd import config, dali, datalink_page, links
 from rucio_rd import datalink as decisions
 from rucio_rd.availability import MISCONFIGURED, Availability
 from rucio_rd.dachs_config import load_dachs_settings
@@ -150,11 +150,41 @@ class ExternalSodaDescriptor:
 
 def install_client_hook() -> None:
     """Make DaCHS's dlmeta and dlget renderers note the peer address and forwarding
-    headers."""
+    headers, and dlmeta's page for browsers say what was chosen and why."""
     from gavo.web import vodal
 
     for renderer in (vodal.DatalinkGetMetaRenderer, vodal.DatalinkGetDataRenderer):
         _hook_client(renderer)
+    _hook_page(vodal.DatalinkGetMetaRenderer)
+
+
+def _hook_page(renderer: type) -> None:
+    """Browsers get DaCHS's HTML of this service's answers with the summary of
+    :mod:`rucio_rd.datalink_page` above it (other services' pages are untouched)."""
+    if vars(renderer).get("_rucio_rd_page", False):
+        return
+    from gavo.web import vodal
+
+    original = renderer._formatData
+
+    def _formatData(self: Any, svcResult: Any, request: Any) -> Any:  # noqa: N802 - DaCHS's
+        is_browser = "Mozilla" in (request.getHeader("user-agent") or "")
+        if not (is_browser and isinstance(getattr(self.service, "core", None),
+                                           RucioDatalinkCore)):
+            return original(self, svcResult, request)
+        _, data = svcResult
+        try:
+            page = datalink_page.augment_page(vodal._doDatalinkXSLT(data), data)
+        except Exception:  # noqa: BLE001 - the plain page rather than none
+            log.exception("the DataLink page could not be summarised")
+            return original(self, svcResult, request)
+        request.setHeader("content-type", "text/html;charset=utf-8")
+        request.write(page)
+        request.finish()
+        return None
+
+    renderer._formatData = _formatData
+    renderer._rucio_rd_page = True
 
 
 def _hook_client(renderer: type) -> None:
@@ -298,6 +328,42 @@ def install_data_updated(services: Sequence[Any]) -> None:
 
     for service in services:
         service._meta__dataUpdated = last_sync
+        # DaCHS keeps a service's pages without parameters (its info page, an
+        # empty form) and each meta item it rendered until the RD is reloaded:
+        # they would show the sync that ran before the first visit for ever.
+        service._rucio_rd_uncached = True
+        service._metaRenderCache = _RenderCacheWithout("_dataUpdated")
+    _uncache_marked_services()
+
+
+class _RenderCacheWithout(dict):
+    """DaCHS's cache of a carrier's rendered meta items (``grend``), keyed by
+    ``(key, plain)``, that never holds ``key``."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__()
+        self.key = key
+
+    def __contains__(self, item: object) -> bool:
+        return not (isinstance(item, tuple) and item[:1] == (self.key,)) and \
+            super().__contains__(item)
+
+
+def _uncache_marked_services() -> None:
+    """DaCHS's page cache passes over services marked ``_rucio_rd_uncached``."""
+    from gavo.web import caching
+
+    if getattr(caching.getFromServiceCache, "_rucio_rd", False):
+        return
+    original = caching.getFromServiceCache
+
+    def getFromServiceCache(request: Any, service: Any, *args: Any) -> Any:  # noqa: N802
+        if getattr(service, "_rucio_rd_uncached", False):
+            return None
+        return original(request, service, *args)
+
+    getFromServiceCache._rucio_rd = True
+    caching.getFromServiceCache = getFromServiceCache
 
 
 def _table_metadata(table_name: str, dids: Sequence[str]) -> dict[str, links.FileMetadata]:

@@ -86,8 +86,11 @@ inline code here only calls into it. -->
 			ucd="phys.angSize;instr.fov" tablehead="FoV" verbLevel="20"
 			description="Diameter of the region covered, where the metadata gives it."/>
 		<column name="access_url" type="text" ucd="meta.ref.url"
-			tablehead="Access" verbLevel="1" required="True"
-			description="Where to get the file: this server's DataLink document for the DID."/>
+			tablehead="Access" verbLevel="1" required="True" displayHint="type=url"
+			description="Where to get the file: this server's DataLink document for the DID.">
+			<!-- the text of the link in HTML tables (DaCHS's url display hint) -->
+			<property name="anchorText">replicas and cutouts</property>
+		</column>
 		<column name="access_format" type="text" ucd="meta.code.mime"
 			tablehead="Format" verbLevel="1"
 			description="MIME type of what access_url returns (a DataLink document)."/>
@@ -180,6 +183,24 @@ inline code here only calls into it. -->
 		<meta name="testQuery.sr">0.1</meta>
 		<publish render="scs.xml" sets="ivo_managed"/>
 		<publish render="form" sets="ivo_managed,local"/>
+		<!-- What the form's HTML table shows (DaCHS uses a service's output
+		table for HTML only; scs.xml keeps the core's columns by VERB): the
+		distance, what and where the file is, and the link to its replicas.
+		The other columns can be added under the form's "More output fields". -->
+		<outputTable namePath="main">
+			<outputField name="_r" type="double precision" unit="deg"
+				ucd="pos.distance" tablehead="Distance"
+				description="Distance from the cone's centre (computed per query)"
+				displayHint="displayUnit=arcmin,sf=2"/>
+			<outputField original="obs_id"/>
+			<outputField original="did" tablehead="File (Rucio DID)"/>
+			<outputField original="s_ra" displayHint="sf=5"/>
+			<outputField original="s_dec" displayHint="sf=5"/>
+			<outputField original="dataproduct_type"/>
+			<outputField original="content_length" tablehead="Size"
+				displayHint="displayUnit=MB,sf=1"/>
+			<outputField original="access_url"/>
+		</outputTable>
 		<scsCore queriedTable="main">
 			<!-- Nearest first (DaCHS's default), and among files at the same
 			distance in Rucio's registration order of their metadata records,

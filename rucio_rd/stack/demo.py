@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import subprocess
 import sys
 import time
@@ -31,10 +32,51 @@ SODA_SITE = "AUSSRC"  # the site that runs a real SODA service here
 __all__ = ["DEMO_LAYOUT", "Layout", "Stack"]
 
 REPO = Path(__file__).resolve().parents[2]
+DEMO_SITE = REPO / "res" / "demo-site"
+# The demo data centre's site metadata (DaCHS's etc/defaultmeta.txt).
+DEFAULT_META = """\
+publisher: rucio_rd demo
+contact.name: rucio_rd demo operator
+contact.email: operator@rucio-rd.example
+contact.address: this machine (a demo)
+creator.name: rucio_rd demo
+authority.shortName: rucio_rd demo
+_noresultwarning: No file of the data lake matched.
+site.description: This data centre publishes the files of a Rucio data lake \\
+  to the Virtual Observatory: find them by position, get the replica nearest \\
+  to you from its storage site, or a cutout from the site's SODA service. \\
+  The demo's data lake has three sites, SPSRC (Granada), UKSRC (Harwell) and \\
+  AUSSRC (Perth), holding WALLABY HI cubes, PTF10tce and 300 synthetic images.
+"""
 # The operator's command of the installed Debian package python3-rucio-rd.
 RUCIO_RD_COMMAND = "/usr/bin/rucio-rd"
 SERVER_GROUP = "gavo"  # DaCHS's [general] group: the server runs in it
 CONE_PATH = "/rucio/rucio/cone/scs.xml"
+
+
+def _meta_entries(text: str) -> list[str]:
+    """The logical lines of a DaCHS meta file (backslash continuations joined)."""
+    entries: list[str] = []
+    continued = False
+    for line in text.splitlines():
+        if continued:
+            entries[-1] += "\n" + line
+        else:
+            entries.append(line)
+        continued = line.rstrip().endswith("\\")
+    return entries
+
+
+def merged_meta(existing: str, ours: str) -> str:
+    """``existing`` (DaCHS's defaultmeta.txt) with the keys ``ours`` sets replaced."""
+    def key(entry: str) -> str:
+        return entry.split(":", 1)[0].strip() if ":" in entry else ""
+
+    mine = _meta_entries(ours)
+    # DaCHS's placeholder telephone line says "Delete this line": deleted.
+    replaced = {key(entry) for entry in mine} | {"contact.telephone"}
+    kept = [entry for entry in _meta_entries(existing) if key(entry) not in replaced]
+    return "\n".join(kept + mine) + "\n"
 
 
 def write_server_secret(path: Path, secret: str, group: str = SERVER_GROUP) -> Path:
@@ -193,6 +235,15 @@ class Stack:
         path.write_text(json.dumps(document, indent=1) + "\n")
         return path
 
+    def write_site_pages(self) -> None:
+        """The demo data centre's own root page and site metadata (no DaCHS
+        placeholder text): ``res/demo-site/root.html`` and ``defaultmeta.txt``."""
+        root = self.dachs.root
+        (root / "web" / "templates").mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(DEMO_SITE / "root.html", root / "web" / "templates" / "root.html")
+        path = root / "etc" / "defaultmeta.txt"
+        path.write_text(merged_meta(path.read_text() if path.exists() else "", DEFAULT_META))
+
     @property
     def data_version_path(self) -> Path:
         return Path(self.layout.workdir) / "data-version"
@@ -251,6 +302,7 @@ class Stack:
         self.data_version_path.write_text(DEMO_DATA_VERSION + "\n")
         log(f"seeded through Rucio's REST API: {counts}")
         self.dachs.setup()
+        self.write_site_pages()
         for line in self.deploy().splitlines():
             log(f"  {line}")
         self.dachs.start()

@@ -373,6 +373,9 @@ def test_with_change_capture_a_write_is_searchable_within_seconds(stack: Stack, 
 
 def test_the_services_say_when_the_last_sync_ran_and_the_table_its_rows(stack: Stack,
                                                                         clean) -> None:
+    # Pages seen before the sync (DaCHS keeps such pages and rendered meta items).
+    for path in ("cone/info", "cone/form", "dl/info"):
+        requests.get(f"{stack.dachs.server_url}/rucio/rucio/{path}", timeout=30)
     write(stack, "synctest", "fresh.fits", GOOD)
     synced(stack)
     with psycopg2.connect(dbname=stack.layout.dachs_db, host="127.0.0.1",

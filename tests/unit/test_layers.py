@@ -41,6 +41,7 @@ def package_imports(module: str) -> set[str]:
     ("dali", set()),
     ("guard", set()),
     ("replica_cache", {"rucio_rd.model"}),
+    ("datalink_page", set()),
 ])
 def test_the_bottom_modules_import_nothing_else_of_the_package(module: str, allowed) -> None:
     assert package_imports(module) <= allowed
