@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 __all__ = ["FileSummary", "PageFacts", "augment_page", "page_facts"]
 
 VOTABLE_NS = "http://www.ivoa.net/xml/VOTable/v1.3"
+LINKABLE = ("http://", "https://", "ftp://")
 STYLE = """
 div.rucio-summary { font-family: sans-serif; max-width: 60em; margin: 1ex 0 3ex 0; }
 div.rucio-summary h1 { font-size: 150%; margin-bottom: 0.5ex; }
@@ -96,8 +97,11 @@ def _summary(facts: PageFacts):
             items = []
             for rank, (site, description, url) in enumerate(summary.replicas):
                 # The description says the site, the distance and chosen or fallback N.
+                # Only web addresses become links (not javascript: and the like).
+                target = (E.A(url, href=url) if url.lower().startswith(LINKABLE)
+                          else E.SPAN(url))
                 item = E.LI(E.SPAN(E.CLASS("site"), site or "?"), f": {description} ",
-                            E.BR(), E.A(url, href=url))
+                            E.BR(), target)
                 if rank == 0:
                     item.set("class", "chosen")
                 items.append(item)

@@ -197,8 +197,8 @@ inline code here only calls into it. -->
 			<outputField original="s_ra" displayHint="sf=5"/>
 			<outputField original="s_dec" displayHint="sf=5"/>
 			<outputField original="dataproduct_type"/>
-			<outputField original="content_length" tablehead="Size"
-				displayHint="displayUnit=MB,sf=1"/>
+			<!-- DaCHS writes byte sizes as KiB, MiB... itself -->
+			<outputField original="content_length" tablehead="Size"/>
 			<outputField original="access_url"/>
 		</outputTable>
 		<scsCore queriedTable="main">

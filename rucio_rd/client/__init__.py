@@ -47,11 +47,11 @@ __all__ = ["Cutout", "CutoutError", "DownloadError", "Downloaded", "Failure", "F
 
 def search(cone_url: str, ra: float, dec: float, radius: float, session: Any = None) -> Any:
     """A Simple Cone Search (pyvo's ``SCSService``): the rows, nearest first."""
-    from pyvo.dal import DALFormatError, DALServiceError, SCSService
+    from pyvo.dal import DALAccessError, SCSService
 
     try:
         return SCSService(cone_url, session=session).search(pos=(ra, dec), radius=radius)
-    except (DALServiceError, DALFormatError) as exc:
+    except DALAccessError as exc:  # service, query (an error document) and format errors
         raise LinksError(f"the cone search at {cone_url} failed: {exc}") from None
 
 

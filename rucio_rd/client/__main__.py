@@ -54,6 +54,9 @@ def _parser() -> argparse.ArgumentParser:
     token.add_argument("--username")
     token.add_argument("--password-file", metavar="FILE")
     token.add_argument("--oidc", action="store_true", help="log in with Rucio's OIDC flow")
+    token.add_argument("--allow-http-token", action="store_true",
+                       help="send the token over plain http to other machines too "
+                            "(otherwise only over https, or http to this machine)")
     out = parser.add_argument_group("what to do")
     out.add_argument("-o", "--output", default=".", metavar="DIR")
     out.add_argument("--no-download", action="store_true",
@@ -76,11 +79,20 @@ def _token(args: argparse.Namespace) -> client.Token | None:
                                  show=lambda text: print(text, file=sys.stderr))
     if args.rucio and args.username:
         if args.password_file:
-            password = Path(args.password_file).read_text(encoding="utf-8").strip()
+            try:
+                password = Path(args.password_file).read_text(encoding="utf-8").strip()
+            except (OSError, UnicodeDecodeError) as exc:
+                raise client.TokenError(f"cannot read the password file {args.password_file}: "
+                                        f"{getattr(exc, 'strerror', None) or exc}") from None
         elif os.environ.get("RUCIO_PASSWORD"):
             password = os.environ["RUCIO_PASSWORD"]
         else:
-            password = getpass.getpass(f"Rucio password of {args.username}: ")
+            try:
+                password = getpass.getpass(f"Rucio password of {args.username}: ")
+            except EOFError:
+                raise client.TokenError("no password: give --password-file or "
+                                        "$RUCIO_PASSWORD (there is no terminal to ask)"
+                                        ) from None
         return client.userpass_token(args.rucio, args.account or args.username,
                                      args.username, password)
     return client.environment_token()
@@ -97,15 +109,16 @@ def _access_url(args: argparse.Namespace) -> str:
     if not 0 <= args.row < len(results):
         raise LinksError(f"--row {args.row}: the cone search found {len(results)} rows")
     row = results[args.row]
-    _say(f"found {len(results)} file(s); row {args.row}: {row['obs_id']} "
-         f"at {row['_r']:.4f} deg")
+    names = set(results.fieldnames)
+    if "access_url" not in names:
+        raise LinksError(f"the cone search at {args.cone} gives no access_url column")
+    what = row["obs_id"] if "obs_id" in names else row["access_url"]
+    where = f" at {row['_r']:.4f} deg" if "_r" in names else ""
+    _say(f"found {len(results)} file(s); row {args.row}: {what}{where}")
     return str(row["access_url"])
 
 
-def run(args: argparse.Namespace) -> int:
-    # Bad cutout parameters are a usage error before anything is asked.
-    parameters = (client.soda_parameters(args.circle, args.band)
-                  if args.circle or args.band else None)
+def run(args: argparse.Namespace, parameters: dict[str, str] | None) -> int:
     access_url = _access_url(args)
     never = [url for url in (args.cone, access_url) if url]
     links = client.links(access_url, client_ip_address=args.client_ip,
@@ -121,13 +134,15 @@ def run(args: argparse.Namespace) -> int:
     first_site = links.replicas[0].site if links.replicas else None
     if not args.no_download:
         got = client.download(links, args.output, token, progress=client.ProgressBar(),
-                              report=lambda line: _say(f"  failed: {line}"), never=never)
+                              report=lambda line: _say(f"  failed: {line}"), never=never,
+                              allow_http=args.allow_http_token)
         check = f"adler32 {got.adler32} verified" if got.verified else "no checksum given"
         print(f"{got.path} ({got.size:,} bytes from {got.replica.where}, {check})")
         drawn, first_site = got.path, got.replica.site
     if parameters is not None:
         made = client.cutout(links, parameters, args.output, token, first_site=first_site,
-                             never=never, report=lambda line: _say(f"  failed: {line}"))
+                             never=never, report=lambda line: _say(f"  failed: {line}"),
+                             allow_http=args.allow_http_token)
         print(f"{made.path} ({made.size:,} bytes, cut out by SODA at "
               f"{made.endpoint.site or made.endpoint.access_url})")
         drawn = made.path
@@ -144,11 +159,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.no_download and not (args.circle or args.band):
         parser.error("--no-download leaves nothing to do without --circle or --band")
     try:
-        return run(args)
+        # Bad cutout parameters are a usage error before anything is asked.
+        parameters = (client.soda_parameters(args.circle, args.band)
+                      if args.circle or args.band else None)
     except ValueError as exc:
         parser.error(str(exc))
+    try:
+        return run(args, parameters)
     except (client.TokenError, client.DownloadError, client.CutoutError, LinksError,
-            client.QuicklookError, OSError) as exc:
+            client.QuicklookError, OSError, ValueError) as exc:
         _say(f"rucio-rd-client: {exc}")
         return 1
     except KeyboardInterrupt:

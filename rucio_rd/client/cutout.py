@@ -19,12 +19,13 @@ import requests
 
 from rucio_rd.client.download import local_name
 from rucio_rd.client.links import FileLinks, SodaEndpoint, origin
-from rucio_rd.client.tokens import Token
+from rucio_rd.client.tokens import Token, sends_token
 
 __all__ = ["Cutout", "CutoutError", "cutout", "soda_parameters"]
 
 TIMEOUT = (5.0, 120.0)
 FITS_START = b"SIMPLE  ="
+FITS_BLOCK = 2880
 
 
 @dataclass(frozen=True)
@@ -86,14 +87,14 @@ def cutout(links: FileLinks, parameters: dict[str, str], directory: str | Path =
            token: Token | None = None, *, first_site: str | None = None,
            session: requests.Session | None = None, never: Collection[str] = (),
            report: Callable[[str], None] | None = None,
-           timeout: tuple[float, float] = TIMEOUT) -> Cutout:
+           timeout: tuple[float, float] = TIMEOUT, allow_http: bool = False) -> Cutout:
     """Cut ``links``' file with ``parameters`` (see :func:`soda_parameters`) at the
     first site whose SODA service delivers a FITS file; save it in ``directory``."""
     endpoints = _ordered(links, first_site)
     if not endpoints:
         raise CutoutError(f"no site holding {links.did} offers a synchronous SODA service")
     session = session or requests.Session()
-    never_origins = {found for found in map(origin, never) if found is not None}
+    barred = [*never, *([links.source] if links.source else [])]
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     stem = local_name(links.did).removesuffix(".fits")
@@ -101,7 +102,8 @@ def cutout(links: FileLinks, parameters: dict[str, str], directory: str | Path =
     failures: list[str] = []
     for endpoint in endpoints:
         where = origin(endpoint.access_url)
-        headers = dict(token.header) if token and where and where not in never_origins else {}
+        headers = dict(token.header) if token and sends_token(
+            endpoint.access_url, barred, allow_http) else {}
         label = f"SODA at {endpoint.site or (where[1] if where else '?')}"
         try:
             response = session.get(endpoint.access_url,
@@ -112,13 +114,16 @@ def cutout(links: FileLinks, parameters: dict[str, str], directory: str | Path =
                             f"({endpoint.access_url})")
         else:
             body = response.content
-            if response.status_code == 200 and body.startswith(FITS_START):
+            # Whole FITS blocks: a transfer cut short is no cutout.
+            if (response.status_code == 200 and body.startswith(FITS_START)
+                    and len(body) % FITS_BLOCK == 0):
                 part = path.with_name(path.name + ".part")
                 part.write_bytes(body)
                 part.replace(path)
                 return Cutout(path, endpoint, len(body), tuple(failures))
             what = (f"HTTP {response.status_code}" if response.status_code != 200
-                    else "not a FITS file")
+                    else "not a FITS file" if not body.startswith(FITS_START)
+                    else f"a FITS file cut short ({len(body):,} bytes)")
             detail = _error_text(response) if response.status_code != 200 else ""
             failures.append(f"{label}: {what}" + (f": {detail}" if detail else "")
                             + f" ({endpoint.access_url})")

@@ -22,7 +22,7 @@ from pathlib import Path
 import requests
 
 from rucio_rd.client.links import FileLinks, Replica, origin
-from rucio_rd.client.tokens import Token
+from rucio_rd.client.tokens import Token, sends_token
 
 __all__ = ["DownloadError", "Downloaded", "Failure", "download", "local_name"]
 
@@ -85,7 +85,8 @@ def local_name(did: str) -> str:
                       for char in name)
     if cleaned in ("", ".", ".."):
         raise ValueError(f"the DID {did!r} names no file")
-    return cleaned
+    # Not a hidden file (.bashrc): the name is the data lake's, the directory the user's.
+    return "_" + cleaned[1:] if cleaned.startswith(".") else cleaned
 
 
 def _adler32_of(path: Path) -> int:
@@ -105,14 +106,15 @@ class _Transfer:
     """One replica's GETs (redirects, resume) into the part file."""
 
     def __init__(self, session: requests.Session, token: Token | None,
-                 never: Collection[tuple[str, str, int]], timeout: tuple[float, float],
-                 progress: Progress | None) -> None:
-        self.session, self.token, self.never = session, token, set(never)
-        self.timeout, self.progress = timeout, progress
+                 never: Collection[str], timeout: tuple[float, float],
+                 progress: Progress | None, allow_http: bool = False) -> None:
+        self.session, self.token, self.never = session, token, tuple(never)
+        self.timeout, self.progress, self.allow_http = timeout, progress, allow_http
 
     def headers_for(self, url: str, allowed: tuple[str, str, int] | None) -> dict[str, str]:
         where = origin(url)
-        if self.token is None or where is None or where != allowed or where in self.never:
+        if self.token is None or where is None or where != allowed or not sends_token(
+                url, self.never, self.allow_http):
             return {}
         return dict(self.token.header)
 
@@ -131,8 +133,13 @@ class _Transfer:
                     raise _Failed(f"unreachable: no such host {urllib.parse.urlsplit(url).hostname}"
                                   ) from None
                 raise _Failed(f"unreachable: {type(exc).__name__}", retry=True) from None
+            except requests.exceptions.ConnectTimeout:
+                raise _Failed(f"no connection within {self.timeout[0]:g} s",
+                              retry=True) from None
             except requests.exceptions.Timeout:
-                raise _Failed(f"no answer within {self.timeout[0]:g} s", retry=True) from None
+                raise _Failed(f"no answer within {self.timeout[1]:g} s", retry=True) from None
+            except requests.exceptions.SSLError as exc:
+                raise _Failed(f"TLS failed: {exc.__context__ or exc}") from None
             except requests.RequestException as exc:
                 raise _Failed(f"request failed: {type(exc).__name__}: {exc}") from None
             if response.is_redirect and response.headers.get("Location"):
@@ -206,12 +213,15 @@ def download(links: FileLinks, directory: str | Path = ".", token: Token | None 
              session: requests.Session | None = None, progress: Progress | None = None,
              report: Callable[[str], None] | None = None, retries: int = 2,
              backoff: float = 0.5, timeout: tuple[float, float] = TIMEOUT,
-             never: Collection[str] = ()) -> Downloaded:
+             never: Collection[str] = (), allow_http: bool = False) -> Downloaded:
     """Download ``links``' file into ``directory`` from the first replica that works.
 
-    ``never`` lists URLs (the cone and DataLink services') whose hosts must not
-    get the token even if a replica pointed there.  ``report`` gets one line per
-    failed replica as it fails.  Raises :class:`DownloadError` when none worked.
+    The token goes to the host of the replica being tried, over https (or http
+    to this machine; anywhere with ``allow_http``), and never to the host of
+    the DataLink service the links came from or of a URL in ``never`` (the
+    cone search's, say), even if a replica pointed there.  ``report`` gets one
+    line per failed replica as it fails.  Raises :class:`DownloadError` when
+    none worked.
     """
     if not links.replicas:
         raise DownloadError(links.did, (), "the DataLink answer lists no replica"
@@ -220,8 +230,9 @@ def download(links: FileLinks, directory: str | Path = ".", token: Token | None 
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / local_name(links.did)
     part = path.with_name(path.name + ".part")
-    never_origins = {found for found in map(origin, never) if found is not None}
-    transfer = _Transfer(session or requests.Session(), token, never_origins, timeout, progress)
+    barred = [*never, *([links.source] if links.source else [])]
+    transfer = _Transfer(session or requests.Session(), token, barred, timeout, progress,
+                         allow_http)
     failures: list[Failure] = []
     checksums = {replica.adler32.lower() for replica in links.replicas if replica.adler32}
     for replica in links.replicas:

@@ -9,6 +9,7 @@ Nothing here talks to storage or sends a token.
 
 from __future__ import annotations
 
+import dataclasses
 import urllib.parse
 import warnings
 from collections.abc import Iterable
@@ -81,6 +82,7 @@ class FileLinks:
     soda: tuple[SodaEndpoint, ...] = ()
     errors: tuple[str, ...] = ()
     extra: tuple[tuple[str, str], ...] = field(default=())  # (semantics, URL)
+    source: str | None = None  # the DataLink URL it was read from: never given the token
 
     def soda_at(self, site: str | None) -> tuple[SodaEndpoint, ...]:
         """The synchronous SODA services of ``site``."""
@@ -122,7 +124,7 @@ def _descriptor(results: Any, service_def: str) -> tuple[str | None, str | None,
     """``(accessURL, ID value, standardID)`` of the descriptor a ``#cutout`` row names."""
     try:
         resource = results.get_adhocservice_by_id(service_def)
-    except (KeyError, ValueError, AttributeError):
+    except Exception:  # noqa: BLE001 - pyvo raises DALServiceError for a missing one
         return None, None, ""
     params = {param.name: param.value for param in resource.params}
     identifier = None
@@ -192,7 +194,13 @@ def read_links(url: str, did: str | None = None, session: Any = None,
     except Exception as exc:  # pyvo raises what the parser raises on garbage
         raise LinksError(f"the DataLink service at {url} gave no readable answer: "
                          f"{type(exc).__name__}: {exc}") from None
-    links = file_links(results, did)
+    try:
+        links = dataclasses.replace(file_links(results, did), source=url)
+    except LinksError:
+        raise
+    except Exception as exc:  # a document pyvo read but that makes no sense as DataLink
+        raise LinksError(f"the DataLink answer from {url} cannot be used: "
+                         f"{type(exc).__name__}: {exc}") from None
     if not links.replicas and links.errors:
         raise LinksError(f"no replica of {links.did}: " + "; ".join(links.errors))
     return links

@@ -8,8 +8,10 @@ messages name where it came from, not what it is.
 
 from __future__ import annotations
 
+import ipaddress
 import os
-from collections.abc import Callable, Mapping
+import urllib.parse
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,7 +19,7 @@ from typing import Any
 import requests
 
 __all__ = ["Token", "TokenError", "environment_token", "file_token", "oidc_token",
-           "userpass_token"]
+           "sends_token", "userpass_token"]
 
 TOKEN_HEADER = "X-Rucio-Auth-Token"
 TIMEOUT = (5.0, 30.0)
@@ -33,10 +35,25 @@ class TokenError(Exception):
 
 @dataclass(frozen=True)
 class Token:
-    """A bearer token and where it came from (for messages; never the token)."""
+    """A bearer token and where it came from (for messages; never the token).
+
+    The value is checked when made (one line of printable characters without
+    spaces): a token that cannot be a header value must not get as far as
+    the HTTP library, whose error would quote it.
+    """
 
     value: str
     source: str
+
+    def __post_init__(self) -> None:
+        value = self.value.strip() if isinstance(self.value, str) else ""
+        if not value:
+            raise TokenError(f"{self.source} holds no token (it is empty)")
+        if len(value) > MAX_TOKEN_BYTES or any(char.isspace() or not char.isprintable()
+                                              for char in value):
+            raise TokenError(f"{self.source} does not hold a bearer token (one line of "
+                             "printable characters without spaces is expected)")
+        object.__setattr__(self, "value", value)
 
     def __repr__(self) -> str:  # keep it out of tracebacks and notebooks
         return f"Token(source={self.source!r})"
@@ -47,14 +64,46 @@ class Token:
 
 
 def _checked(value: str, source: str) -> Token:
-    value = value.strip()
-    if not value:
-        raise TokenError(f"{source} holds no token (it is empty)")
-    if len(value) > MAX_TOKEN_BYTES or any(char.isspace() or not char.isprintable()
-                                          for char in value):
-        raise TokenError(f"{source} does not hold a bearer token (one line of printable "
-                         "characters without spaces is expected)")
     return Token(value, source)
+
+
+def _is_loopback(host: str) -> bool:
+    if host.rstrip(".").lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def sends_token(url: str, never: Collection[str] = (), allow_http: bool = False) -> bool:
+    """Whether a bearer token may go with a request to ``url``: over https (or
+    http to this machine, or anywhere with ``allow_http``), and never to a host
+    of ``never`` (URLs; the host compared, whatever the port or scheme)."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+        host = (parts.hostname or "").rstrip(".").lower()
+    except ValueError:
+        return False
+    if not host or parts.scheme.lower() not in ("http", "https"):
+        return False
+    if parts.scheme.lower() == "http" and not (allow_http or _is_loopback(host)):
+        return False
+    barred: set[str] = set()
+    for other in never:
+        try:
+            barred |= _names((urllib.parse.urlsplit(other).hostname or "").rstrip(".").lower())
+        except ValueError:
+            continue
+    return not _names(host) & barred
+
+
+_THIS_MACHINE = frozenset({"localhost", "127.0.0.1", "::1"})
+
+
+def _names(host: str) -> set[str]:
+    """The names a host goes by here (localhost is 127.0.0.1 and ::1)."""
+    return set(_THIS_MACHINE) if host in _THIS_MACHINE else {host}
 
 
 def file_token(path: str | Path) -> Token:
@@ -154,10 +203,14 @@ def oidc_token(rucio_url: str, account: str | None = None,
             f"{_rucio_error(response)}; this Rucio may not offer OIDC logins: use a token "
             "file, $BEARER_TOKEN or a userpass login instead")
     show(f"Log in at {login_url} and paste the code it shows:")
-    code = ask("code: ").strip()
+    try:
+        code = ask("code: ").strip()
+    except EOFError:
+        code = ""
     if not code:
         raise TokenError("no code was given: log in at the URL above and paste its code")
-    query = code.split("?", 1)[1] if code.startswith(("http://", "https://")) else code
+    # The code, or the whole URL the login ended at.
+    query = code.split("?", 1)[-1] if code.startswith(("http://", "https://")) else code
     response = _get(session, f"{base}/auth/oidc_redirect?{query}", "the OIDC token",
                     headers={"X-Rucio-Client-Fetch-Token": "True"})
     token = response.headers.get(TOKEN_HEADER)

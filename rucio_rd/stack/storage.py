@@ -33,7 +33,7 @@ from typing import Any
 __all__ = ["LOCAL_SITES", "StorageServer", "fits_content", "replica_path"]
 
 NGINX = "/usr/sbin/nginx"
-WORKER_USER = "www-data"  # Debian's nginx workers; the files must be readable by it
+WORKER_USER = "www-data"  # the nginx workers' user (and group); the files are world-readable
 
 
 @dataclass(frozen=True)
@@ -136,6 +136,7 @@ def fits_content(scope: str, name: str, ra: float, dec: float, obs_id: str,
 
 _CONFIG = """\
 # written by rucio_rd.stack.storage: the demo sites' storage
+user {worker} {worker};
 worker_processes 1;
 daemon off;
 pid {workdir}/nginx.pid;
@@ -156,7 +157,7 @@ http {{
     uwsgi_temp_path {workdir}/tmp/uwsgi;
     scgi_temp_path {workdir}/tmp/scgi;
     map $http_authorization $bearer_token {{
-        "~^Bearer\\s+(?<token>\\S+)$" $token;
+        "~*^Bearer\\s+(?<token>\\S+)$" $token;
         default "";
     }}
     map $bearer_token $token_state {{ "" none; default given; }}
@@ -212,6 +213,7 @@ _SODA = """\
             auth_request /_rucio_validate;
             error_page 401 = @refused;
             error_page 500 = @unchecked;
+            proxy_set_header Authorization "";  # checked here; DaCHS needs no token
             proxy_pass {sync};
             proxy_read_timeout 120s;
         }}
@@ -219,6 +221,7 @@ _SODA = """\
             auth_request /_rucio_validate;
             error_page 401 = @refused;
             error_page 500 = @unchecked;
+            proxy_set_header Authorization "";
             proxy_pass {async_};
         }}
 """
@@ -301,7 +304,8 @@ class StorageServer:
                                              async_=self.soda[site.site][1])
                            if site.site in self.soda else "")
             for site in self.sites)
-        self.config_path.write_text(_CONFIG.format(workdir=self.workdir, servers=servers))
+        self.config_path.write_text(_CONFIG.format(workdir=self.workdir, servers=servers,
+                                                   worker=WORKER_USER))
         return self.config_path
 
     def is_running(self) -> bool:

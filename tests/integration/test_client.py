@@ -193,6 +193,7 @@ def test_the_command_does_the_notebooks_flow_and_no_token_reaches_dachs(
     front = f"http://127.0.0.1:{proxy.server_address[1]}"
     password = tmp_path / "password"
     password.write_text(stack.rucio.astronomer_password())
+    logged_before = len(stack.storage.log_lines())
     try:
         result = subprocess.run(
             [sys.executable, "-m", "rucio_rd.client", "--cone", front + CONE_PATH,
@@ -229,7 +230,8 @@ def test_the_command_does_the_notebooks_flow_and_no_token_reaches_dachs(
     assert any(path.startswith("/rucio/rucio/dl/dlmeta") for path in paths)
     for _, path, headers in proxy.seen:
         assert not {"authorization", "x-rucio-auth-token"} & {h.lower() for h in headers}, path
-    # The storage saw the token, and only for the files and the cutout.
-    given = [line for line in stack.storage.log_lines() if "token=given" in line]
-    assert any("/soda/sync?ID=" in line for line in given)
-    assert any(f"/disk/{WALLABY.scope}/" in line for line in given)
+    # This run's storage requests: each with the token, for the file and the cutout.
+    logged = stack.storage.log_lines()[logged_before:]
+    assert logged and all(line.endswith("token=given") for line in logged), logged
+    assert any("/soda/sync?ID=" in line for line in logged)
+    assert any(f"/disk/{WALLABY.scope}/" in line for line in logged)

@@ -47,6 +47,8 @@ class Soda(BaseHTTPRequestHandler):
             status = 422
         elif kind == "html":
             body, status = b"<html>maintenance</html>", 200
+        elif kind == "short":
+            body, status = small_fits()[:4000], 200
         else:
             body, status = small_fits(), 200
         self.send_response(status)
@@ -106,6 +108,25 @@ def test_an_error_document_and_a_page_that_is_not_fits_fall_back(soda, tmp_path)
     assert said[0] == (f"SODA at A: HTTP 422: Field CIRCLE: outside of the cube "
                        f"({soda.url}/error/sync)")
     assert said[1] == f"SODA at B: not a FITS file ({soda.url}/html/sync)"
+
+
+def test_a_fits_file_cut_short_is_no_cutout(soda, tmp_path) -> None:
+    links = links_with(SodaEndpoint("A", soda.url + "/short/sync", "ivo://a?x"))
+    with pytest.raises(CutoutError, match=r"SODA at A: a FITS file cut short \(4,000 bytes\)"):
+        cutout(links, {"CIRCLE": "1 2 0.1"}, tmp_path)
+    assert not list(tmp_path.glob("*.fits"))
+
+
+def test_a_cutout_row_without_its_descriptor_is_passed_over() -> None:
+    document = RECORDED.read_text().replace('ID="soda_sync_SPSRC"', 'ID="elsewhere"', 1)
+    path = Path("/var/tmp") / "rucio_rd-missing-descriptor.xml"
+    path.write_text(document)
+    try:
+        links = file_links(DatalinkResults(parse_votable(str(path))))
+    finally:
+        path.unlink()
+    assert links.replicas and "https://spsrc-soda.iaa.csic.es:443/soda/sync" not in [
+        endpoint.access_url for endpoint in links.soda]
 
 
 def test_the_token_goes_to_each_service_but_never_to_the_datalink_host(soda,

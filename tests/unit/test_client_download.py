@@ -209,6 +209,14 @@ def test_the_token_goes_to_the_replica_host_only_not_across_a_redirect(
     assert "Authorization" not in other_storage.seen[0][1]
 
 
+def test_the_token_never_goes_to_the_datalink_services_host(tmp_path, storage) -> None:
+    here = FileLinks("scope:dir/file.fits", (replica(url(storage, "token/file.fits")),),
+                     source=f"http://localhost:{storage.server_address[1] + 1}/dl/dlmeta")
+    with pytest.raises(DownloadError, match="refused the token"):
+        download(here, tmp_path, TOKEN, backoff=0.01)
+    assert all("Authorization" not in headers for _, headers in storage.seen)
+
+
 def test_the_token_never_goes_to_a_host_named_never(tmp_path, storage) -> None:
     with pytest.raises(DownloadError, match="refused the token"):
         fetch(tmp_path, replica(url(storage, "token/file.fits")),
@@ -246,7 +254,7 @@ def test_no_replica_at_all_is_a_clear_error(tmp_path) -> None:
 
 @pytest.mark.parametrize(("did", "name"), [
     ("scope:file.fits", "file.fits"), ("scope:a/b/c.fits", "c.fits"),
-    ("scope:odd\x00name", "odd_name")])
+    ("scope:odd\x00name", "odd_name"), ("scope:.bashrc", "_bashrc")])
 def test_local_names_stay_in_the_directory(did: str, name: str) -> None:
     assert local_name(did) == name
 

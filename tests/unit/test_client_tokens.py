@@ -156,3 +156,43 @@ def test_a_rucio_without_oidc_says_to_use_another_login(rucio) -> None:
 def test_an_unreachable_rucio_is_named() -> None:
     with pytest.raises(TokenError, match="cannot reach Rucio at http://127.0.0.1:9/auth/userpass"):
         userpass_token("http://127.0.0.1:9", "root", "u", "p")
+
+
+@pytest.mark.parametrize(("url", "never", "allow_http", "sent"), [
+    ("https://storage.example/f", [], False, True),
+    ("http://storage.example/f", [], False, False),  # cleartext to another machine
+    ("http://storage.example/f", [], True, True),
+    ("http://127.0.0.2:18400/f", [], False, True),  # this machine
+    ("https://dl.example:8443/f", ["https://dl.example/rucio/dl"], False, False),
+    ("http://127.0.0.1:9/f", ["http://localhost:8080/dl"], False, False),
+    ("http://[::1]:9/f", ["http://localhost:8080/dl"], False, False),
+    ("http://127.0.0.2:9/f", ["http://localhost:8080/dl"], False, True),
+    ("https://DL.example./f", ["https://dl.example/"], False, False),
+    ("ftp://storage.example/f", [], True, False),
+    ("https:///f", [], False, False),
+])
+def test_where_a_token_may_go(url, never, allow_http, sent) -> None:
+    from rucio_rd.client.tokens import sends_token
+
+    assert sends_token(url, never, allow_http) is sent
+
+
+def test_a_token_that_cannot_be_a_header_is_refused_when_made() -> None:
+    with pytest.raises(TokenError, match="does not hold a bearer token"):
+        Token("abc\n def", "a notebook")
+    assert Token("abc\n", "a notebook").value == "abc"
+
+
+def test_an_oidc_url_without_a_query_is_taken_as_it_is(rucio) -> None:
+    token = oidc_token(rucio.url, ask=lambda prompt: "https://rucio/auth/oidc_code",
+                       show=lambda text: None)
+    assert token.value == "oidc-abc"
+    assert rucio.seen[-1][0] == "/auth/oidc_redirect?https://rucio/auth/oidc_code"
+
+
+def test_no_terminal_for_the_oidc_code_is_a_message(rucio) -> None:
+    def closed(prompt):
+        raise EOFError
+
+    with pytest.raises(TokenError, match="no code was given"):
+        oidc_token(rucio.url, ask=closed, show=lambda text: None)

@@ -63,3 +63,10 @@ def test_one_file_names_the_page_and_markup_in_values_stays_text() -> None:
     assert page.findtext(".//title") == "DataLink: s:<b>"
     assert not page.xpath("//script") and not page.xpath("//div[@class='rucio-summary']//b")
     assert "x <script>" in page.body.text_content()
+
+
+def test_only_web_addresses_become_links() -> None:
+    rows = [("s:f", "javascript:alert(1)", "", "", "odd", "#this", "X")]
+    page = lxml.html.document_fromstring(augment_page(PAGE, votable(rows)))
+    assert not page.xpath("//a[starts-with(@href, 'javascript')]")
+    assert "javascript:alert(1)" in page.body.text_content()
