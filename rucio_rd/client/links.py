@@ -70,7 +70,7 @@ class SodaEndpoint:
 
     @property
     def is_sync(self) -> bool:
-        return self.standard_id.lower().startswith(SODA_SYNC.lower().split("#")[0] + "#sync")
+        return self.standard_id.lower().startswith("ivo://ivoa.net/std/soda#sync")
 
 
 @dataclass(frozen=True)

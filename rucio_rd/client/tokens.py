@@ -63,10 +63,6 @@ class Token:
         return {"Authorization": f"Bearer {self.value}"}
 
 
-def _checked(value: str, source: str) -> Token:
-    return Token(value, source)
-
-
 def _is_loopback(host: str) -> bool:
     if host.rstrip(".").lower() == "localhost":
         return True
@@ -117,7 +113,7 @@ def file_token(path: str | Path) -> Token:
         text = data.decode("ascii")
     except UnicodeDecodeError:
         raise TokenError(f"the token file {path} is not text") from None
-    return _checked(text, f"the token file {path}")
+    return Token(text, f"the token file {path}")
 
 
 def environment_token(environ: Mapping[str, str] | None = None) -> Token | None:
@@ -126,7 +122,7 @@ def environment_token(environ: Mapping[str, str] | None = None) -> Token | None:
     environ = os.environ if environ is None else environ
     for name in ENVIRONMENT:
         if environ.get(name, "").strip():
-            return _checked(environ[name], f"${name}")
+            return Token(environ[name], f"${name}")
     if environ.get(ENVIRONMENT_FILE, "").strip():
         return file_token(environ[ENVIRONMENT_FILE])
     return None
@@ -182,7 +178,7 @@ def userpass_token(rucio_url: str, account: str, username: str, password: str,
         raise TokenError(f"Rucio at {url} gave no token ({TOKEN_HEADER} missing) for "
                          f"account {account!r}, user {username!r}: {_rucio_error(response)}; "
                          f"{advice}")
-    return _checked(token, f"Rucio's userpass login at {rucio_url}")
+    return Token(token, f"Rucio's userpass login at {rucio_url}")
 
 
 def oidc_token(rucio_url: str, account: str | None = None,
@@ -219,4 +215,4 @@ def oidc_token(rucio_url: str, account: str | None = None,
             f"Rucio at {base} gave no token for that code ({TOKEN_HEADER} missing): "
             f"{_rucio_error(response)}; the code may have expired or been used: log in "
             "again and paste the new code at once")
-    return _checked(token, f"Rucio's OIDC login at {rucio_url}")
+    return Token(token, f"Rucio's OIDC login at {rucio_url}")

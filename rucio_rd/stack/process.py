@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["ServerProcess", "is_gone", "launch", "owned_pid", "terminate"]
+__all__ = ["ServerProcess", "answers_http", "is_gone", "launch", "owned_pid", "terminate"]
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -54,6 +54,17 @@ def launch(
     process.wait()
     pid_path.unlink(missing_ok=True)
     raise RuntimeError(f"{name} did not answer within {timeout}s:\n{_tail(log_path)}")
+
+
+def answers_http(url: str) -> bool:
+    """True when something answers HTTP at ``url`` (any status)."""
+    try:
+        with urllib.request.urlopen(url, timeout=2):
+            return True
+    except urllib.error.HTTPError:
+        return True
+    except (urllib.error.URLError, OSError):
+        return False
 
 
 def _tail(path: Path, lines: int = 30) -> str:
@@ -128,13 +139,7 @@ class ServerProcess:
 
     def is_running(self) -> bool:
         """True when something answers HTTP on the port (any status)."""
-        try:
-            with urllib.request.urlopen(self.url + self.probe_path, timeout=2):
-                return True
-        except urllib.error.HTTPError:
-            return True
-        except (urllib.error.URLError, OSError):
-            return False
+        return answers_http(self.url + self.probe_path)
 
     def start(self, timeout: float = 15) -> None:
         if self.is_running():

@@ -309,16 +309,9 @@ class StorageServer:
         return self.config_path
 
     def is_running(self) -> bool:
-        import urllib.error
-        import urllib.request
+        from rucio_rd.stack.process import answers_http
 
-        try:
-            with urllib.request.urlopen(self.base_url(self.sites[0].rse) + "/", timeout=2):
-                return True
-        except urllib.error.HTTPError:
-            return True
-        except (urllib.error.URLError, OSError):
-            return False
+        return answers_http(self.base_url(self.sites[0].rse) + "/")
 
     def start(self, timeout: float = 15) -> None:
         from rucio_rd.stack.process import launch

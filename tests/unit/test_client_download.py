@@ -79,26 +79,24 @@ class Storage(BaseHTTPRequestHandler):
         self.end_headers()
 
 
-@pytest.fixture()
-def storage() -> Iterator[ThreadingHTTPServer]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Storage)
+def serving(address: str) -> Iterator[ThreadingHTTPServer]:
+    server = ThreadingHTTPServer((address, 0), Storage)
     server.seen, server.cuts, server.redirect_to = [], 0, ""
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
+    threading.Thread(target=server.serve_forever, daemon=True).start()
     yield server
     server.shutdown()
     server.server_close()
+
+
+@pytest.fixture()
+def storage() -> Iterator[ThreadingHTTPServer]:
+    yield from serving("127.0.0.1")
 
 
 @pytest.fixture()
 def other_storage() -> Iterator[ThreadingHTTPServer]:
-    server = ThreadingHTTPServer(("127.0.0.2", 0), Storage)
-    server.seen, server.cuts, server.redirect_to = [], 0, ""
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
+    """Another host: a token must not follow a redirect there."""
+    yield from serving("127.0.0.2")
 
 
 def url(server: ThreadingHTTPServer, path: str) -> str:
