@@ -26,7 +26,8 @@ the changes are row updates, not a table rebuild.
 
 Into an empty published table (the first sync, ``dachs imp``) a sync is a
 bulk load instead (:func:`load_sql`): every record streamed straight into
-the table with one COPY, the indexes built afterwards.
+the table with one COPY, the spatial index filled as it goes and the others
+built afterwards.
 
 Nothing is installed in Rucio's database and the metadata connection only reads,
 unless the operator opts in to change capture (:mod:`rucio_rd.capture`).
@@ -128,11 +129,20 @@ def _numeric(key: str) -> str:
 def _trimmed(key: str) -> str:
     """SQL for the text ``t_<key>`` (``d->>key``) trimmed, or NULL: a JSON string or
     number; not true, false, an object or an array (whose type is looked up
-    only when the text starts as one of them would: ``t``, ``f``, ``{``, ``[``)."""
+    only when the text starts as one of them would: ``t``, ``f``, ``{``, ``[``).
+
+    btrim() with a set walks every character of the text and of the set, so it
+    is called only when the first character or the last byte (in UTF-8: the
+    client encoding :func:`sync` sets) is not printable ASCII, as a whitespace
+    character never is.
+    """
     text = f"t_{key}"
     return (f"CASE WHEN {text} IS NULL OR (ascii({text}) IN (116, 102, 123, 91)"
             f" AND ({text} IN ('true', 'false') OR ascii({text}) IN (123, 91))"
             f" AND jsonb_typeof(d->{_literal(key)}) <> 'string') THEN NULL"
+            f" WHEN ascii({text}) BETWEEN 33 AND 126 THEN CASE"
+            f" WHEN get_byte(textsend({text}), octet_length({text}) - 1) BETWEEN 33 AND 126"
+            f" THEN {text} ELSE btrim({text}, {_literal(WHITESPACE)}) END"
             f" ELSE btrim({text}, {_literal(WHITESPACE)}) END")
 
 
@@ -181,6 +191,7 @@ def rows_sql(table: str, only_ids: bool, parted: bool = False) -> str:
     array), and with ``parted`` ``%(parts)s`` and ``%(part)s``: only the records
     whose id is ``part`` modulo ``parts`` (one of several parallel streams).
     The rules are those of :func:`rucio_rd.metadata.row_from_record`;
+    the connection's client encoding must be UTF-8 (:func:`_trimmed`);
     ``access_url`` is the metadata's (the caller may replace it).  Each value is
     looked up in the JSON once, turned into a number once (each step a query
     of its own, kept apart by ``OFFSET 0``), then judged and formatted.
@@ -198,10 +209,11 @@ def rows_sql(table: str, only_ids: bool, parted: bool = False) -> str:
                         f"CASE WHEN octet_length(x_access_url) > {_MAX_TEXT}"
                         " THEN length(x_access_url) END AS url_length",
                         *(f"{_text(key)} AS v_{key}" for key in _TEXTS)])
+    # (The patterns admit ASCII only: after them, octet_length is the length.)
     reason = f"""CASE
         WHEN NOT is_object THEN 'metadata is not a JSON object'
         WHEN scope !~ {_literal(SCOPE_PATTERN)} OR name !~ {_literal(NAME_PATTERN)}
-             OR length(scope) > {SCOPE_MAX} OR length(name) > {NAME_MAX}
+             OR octet_length(scope) > {SCOPE_MAX} OR octet_length(name) > {NAME_MAX}
              OR name LIKE '/%%' OR name LIKE '%%//%%'
             THEN 'damaged DID (not a Rucio scope:name)'
         WHEN NOT has_position THEN 'no s_ra/s_dec'
@@ -483,6 +495,7 @@ def sync(meta: Any, dachs: Any, *, table: str, vo: str = "def", full: bool = Fal
     report = SyncReport("full" if full else "captured" if only is not None else "incremental")
     if not meta.autocommit:
         meta.set_session(readonly=True, autocommit=True)
+    meta.set_client_encoding("UTF8")  # as rows_sql's trimming expects
     with dachs.cursor() as cursor:
         # One sync at a time (a scheduled one beside a follower): the second waits.
         cursor.execute("SELECT pg_advisory_xact_lock(%s)", (SYNC_LOCK,))
@@ -619,20 +632,34 @@ def _shared_snapshot(meta: Any, connect: Callable[[], Any] | None,
             try:
                 for source in sources[1:]:
                     source.set_session(readonly=True, autocommit=True)
+                    source.set_client_encoding("UTF8")
                 with meta.cursor() as cursor:
-                    cursor.execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+                    _begin_reading(cursor)
                     cursor.execute("SELECT pg_export_snapshot()")
                     snapshot = cursor.fetchone()[0]
                 for source in sources[1:]:
                     with source.cursor() as cursor:
-                        cursor.execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-                        cursor.execute("SET TRANSACTION SNAPSHOT %s", (snapshot,))
+                        _begin_reading(cursor, snapshot)
             except psycopg2.Error:
                 _end_reading(sources)
                 del sources[1:]
+        if len(sources) == 1:
+            with meta.cursor() as cursor:
+                _begin_reading(cursor)
         yield sources
     finally:
         _end_reading(sources)
+
+
+def _begin_reading(cursor: Any, snapshot: str | None = None) -> None:
+    """Start the read-only transaction of one stream (on ``snapshot``, if given)."""
+    cursor.execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+    if snapshot is not None:
+        cursor.execute("SET TRANSACTION SNAPSHOT %s", (snapshot,))
+    # Each stream is one process of its own: PostgreSQL's parallel workers would
+    # only compete with the other streams (and the COPY in) for the cores, and
+    # pass every JSON document between processes.
+    cursor.execute("SET LOCAL max_parallel_workers_per_gather = 0")
 
 
 def _end_reading(sources: list[Any]) -> None:
@@ -664,9 +691,10 @@ def _load(cursor: Any, meta: Any, connect: Callable[[], Any] | None, streams: in
     """A bulk load of every record into the empty ``published`` table.
 
     The metadata connections (``meta`` and ``streams - 1`` from ``connect``, on one
-    snapshot) each stream a share of the rows (:func:`load_sql`)
-    straight into the table with one COPY, its indexes dropped and built
-    afterwards in one go; the unusable records, which came along marked, move
+    snapshot; one fewer when a GiST index stays, see :func:`_drop_indexes`) each
+    stream a share of the rows (:func:`load_sql`) straight into the table with
+    one COPY, its B-tree indexes dropped and built afterwards in one go, its
+    spatial (GiST) index filled by the COPY; the unusable records, which came along marked, move
     to ``rucio.sync_rejects`` before the indexes are built, in the same
     transaction, so that no reader ever sees them.  Readers of the empty
     table wait for the commit.  (Under ``dachs imp`` the table is new and has
@@ -674,7 +702,9 @@ def _load(cursor: Any, meta: Any, connect: Callable[[], Any] | None, streams: in
     """
     lap = time.monotonic()
     cursor.execute("SET LOCAL maintenance_work_mem = '256MB'")
-    indexes = _drop_indexes(cursor, published)
+    indexes, kept = _drop_indexes(cursor, published)
+    if kept:  # the COPY in fills a GiST index as it goes: that takes a core of its own
+        streams = max(1, streams - 1)
     prefix = None if server_url is None else _datalink_prefix(server_url)
     with _shared_snapshot(meta, connect, streams) as sources:  # only while reading
         statements = [(source, _statement(source, load_sql(table, parted=True),
@@ -840,13 +870,21 @@ def _insert_new(cursor: Any, published: str, report: SyncReport, access_url: str
     report.added = cursor.rowcount
 
 
-def _drop_indexes(cursor: Any, published: str) -> list[str]:
-    """Drop the indexes of ``published``, and the constraints they back; return the
-    statements that make them again as they were (clustering included)."""
+def _drop_indexes(cursor: Any, published: str) -> tuple[list[str], bool]:
+    """Drop the B-tree (and other non-GiST) indexes of ``published``, and the
+    constraints they back; return the statements that make them again as they
+    were (clustering included), and whether GiST indexes were kept.
+
+    A GiST index stays: PostgreSQL 15 builds one whose operator class cannot
+    sort (pgSphere's) by inserting every row in turn, which the COPY does as
+    well, in its own process while the metadata database works on another core
+    (a build afterwards would be as slow and keep the other core idle).
+    """
     cursor.execute("""
         SELECT pg_get_indexdef(i.indexrelid), i.indisclustered,
                quote_ident(n.nspname) || '.' || quote_ident(c.relname),
-               quote_ident(c.relname), quote_ident(k.conname), pg_get_constraintdef(k.oid)
+               quote_ident(c.relname), quote_ident(k.conname), pg_get_constraintdef(k.oid),
+               c.relam = (SELECT oid FROM pg_am WHERE amname = 'gist')
         FROM pg_index i
         JOIN pg_class c ON c.oid = i.indexrelid
         JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -857,8 +895,12 @@ def _drop_indexes(cursor: Any, published: str) -> list[str]:
                           WHERE f.contype = 'f' AND f.conindid = i.indexrelid)""",
                    {"table": published})
     remakes = []
-    for definition, clustered, qualified, name, constraint, constraint_def \
+    kept = False
+    for definition, clustered, qualified, name, constraint, constraint_def, gist \
             in cursor.fetchall():
+        if gist and constraint is None:
+            kept = True
+            continue
         if constraint is None:
             cursor.execute(f"DROP INDEX {qualified}")
             remakes.append(definition)
@@ -868,7 +910,7 @@ def _drop_indexes(cursor: Any, published: str) -> list[str]:
                            f" {constraint_def}")
         if clustered:
             remakes.append(f"ALTER TABLE {published} CLUSTER ON {name}")
-    return remakes
+    return remakes, kept
 
 
 def _remake_indexes(cursor: Any, published: str, remakes: Sequence[str]) -> None:

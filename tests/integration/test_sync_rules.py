@@ -57,6 +57,13 @@ RECORDS = [
     ("s", "too-big-length.fits", "{" + BASE + ', "content_length": 9223372036854775808}'),
     ("s", "nbsp-url.fits", '{"s_ra": 1, "s_dec": 1, "access_url": "\\u00a0\\u3000"}'),
     ("s", "nbsp-padded.fits", '{"s_ra": 1, "s_dec": 1, "access_url": "\\u2003https://e.org\\u00a0"}'),
+    # Texts that start and end in printable ASCII are taken as they are; any other is trimmed.
+    ("s", "ascii-then-ideographic-space.fits",
+     '{"s_ra": 1, "s_dec": 1, "access_url": "https://e.org/x\\u3000"}'),
+    ("s", "ascii-then-next-line.fits", '{"s_ra": 1, "s_dec": 1, "access_url": "https://e.org/x\\u0085"}'),
+    ("s", "ascii-then-tab.fits", '{"s_ra": 1, "s_dec": 1, "access_url": "https://e.org/x\\t"}'),
+    ("s", "accented-ends.fits", "{" + BASE + ', "obs_id": "obsé", "target_name": "éM31 ",'
+     ' "facility_name": "A", "instrument_name": "~"}'),
     ("s", "number-text.fits",
      "{" + BASE + ', "obs_id": 1e-7, "target_name": 12345678901234567890}'),
     ("s", "array.fits", "[1, 2]"),
