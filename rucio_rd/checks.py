@@ -438,12 +438,47 @@ def check_metadata(settings: config.Settings) -> Outcome:
             cursor.execute(sql.SQL("SELECT count(*) FILTER (WHERE vo = %s), count(*) FROM {}")
                            .format(sql.Identifier(*meta.table.split("."))), (meta.vo,))
             in_vo, total = cursor.fetchone()
+        connection.rollback()
+        status, capture_state = _capture_backlog(connection, meta.table)
     except psycopg2.Error as exc:
         return Outcome(name, FAIL, (
             f"cannot read [metadata] table = {meta.table!r}: {str(exc).strip()}"))
     finally:
         connection.close()
-    return Outcome(name, OK, f"{meta.table}: {in_vo} records of VO {meta.vo!r} ({total} in all)")
+    return Outcome(name, status, f"{meta.table}: {in_vo} records of VO {meta.vo!r}"
+                                 f" ({total} in all){capture_state}")
+
+
+#: More logged writes than this waiting in capture's change log is a warning:
+#: nothing applies the log (no rucio-rd sync --follow, no scheduled sync).
+CAPTURE_BACKLOG_WARN = 100_000
+
+
+def _capture_backlog(connection, table: str) -> tuple[Status, str]:
+    """With change capture installed on ``table``: ``ok`` or ``warn`` and how many logged
+    writes wait in its log; without: ``ok`` and nothing to say."""
+    import psycopg2
+
+    from rucio_rd import capture
+    from rucio_rd.sync import FORGET_AT_ONCE
+
+    if not capture.installed(connection, table):
+        return OK, ""
+    log = capture.log_table(connection, table)
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(f"SELECT count(*) FROM {log}")  # noqa: S608 - a quoted name
+            waiting = cursor.fetchone()[0]
+    except psycopg2.Error as exc:
+        return WARN, (f"; change capture installed, but its log {log} cannot be read:"
+                      f" {str(exc).strip()}")
+    finally:
+        connection.rollback()
+    text = f"; change capture installed, {waiting} logged writes waiting"
+    if waiting > CAPTURE_BACKLOG_WARN:
+        return WARN, (text + ": is rucio-rd sync --follow running? (each scheduled"
+                      f" rucio-rd sync also removes up to {FORGET_AT_ONCE:,} it has applied)")
+    return OK, text
 
 
 def check_published(query: Callable[[str], list[tuple]], table: str = "rucio.main") -> Outcome:

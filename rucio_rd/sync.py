@@ -30,7 +30,9 @@ the table with one COPY, the spatial index filled as it goes and the others
 built afterwards.
 
 Nothing is installed in Rucio's database and the metadata connection only reads,
-unless the operator opts in to change capture (:mod:`rucio_rd.capture`).
+unless the operator opts in to change capture (:mod:`rucio_rd.capture`); then
+a sync of every record also removes the entries of its change log that it
+has applied (``changes``), so that the log stays short without a follower.
 Syncs of one DaCHS database take turns (an advisory lock).
 """
 
@@ -320,6 +322,10 @@ class SyncReport:
     examples: dict[str, list[str]] = field(default_factory=dict)  # a few DIDs per reason
     seconds: float = 0.0
     stages: dict[str, float] = field(default_factory=dict)  # seconds per step
+    forgotten: int = 0  # entries of the change log this sync made unnecessary, removed
+    warnings: list[str] = field(default_factory=list)  # what went wrong after the commit
+    # the change-log entries the sync's snapshot saw (numbers), to remove after the commit
+    logged: list[int] = field(default_factory=list, repr=False)
 
     def lap(self, stage: str, since: float) -> float:
         """Note the seconds of ``stage`` since ``since``; return now."""
@@ -468,7 +474,7 @@ def sync(meta: Any, dachs: Any, *, table: str, vo: str = "def", full: bool = Fal
          published: str = "rucio.main", server_url: str | None = None,
          examples: int = 5, only: Sequence[int] | None = None,
          connect: Callable[[], Any] | None = None, streams: int = 1,
-         commit: bool = True) -> SyncReport:
+         commit: bool = True, changes: str | None = None) -> SyncReport:
     """Bring ``published`` in step with the metadata ``table``; see the module's text.
 
     Parameters
@@ -490,6 +496,13 @@ def sync(meta: Any, dachs: Any, *, table: str, vo: str = "def", full: bool = Fal
         ``connect`` opens (it closes them afterwards).
     commit
         False leaves the transaction to the caller (``dachs imp``).
+    changes
+        The change log of :mod:`rucio_rd.capture`, where it is installed: a
+        sync of every record (not ``only``) that commits then removes the
+        entries its snapshot of the metadata saw (at most
+        :data:`FORGET_AT_ONCE`), since it has applied what they stand for;
+        so the log stays short when no follower runs.  ``meta`` must then
+        be allowed to delete from it; if not, the report says so.
     """
     started = time.monotonic()
     report = SyncReport("full" if full else "captured" if only is not None else "incremental")
@@ -509,10 +522,12 @@ def sync(meta: Any, dachs: Any, *, table: str, vo: str = "def", full: bool = Fal
         cursor.execute(f"SELECT EXISTS (SELECT 1 FROM {published})")
         if only is None and not cursor.fetchone()[0]:
             report.mode = "bulk"
-            _load(cursor, meta, connect, streams, table, vo, published, server_url, report)
+            _load(cursor, meta, connect, streams, table, vo, published, server_url, report,
+                  changes)
         else:
             _sync_rows(cursor, meta, connect if only is None else None, streams, table, vo,
-                       full, published, server_url, only, report)
+                       full, published, server_url, only, report,
+                       changes if only is None else None)
         lap = time.monotonic()
         _report_rejects(cursor, report, examples)
         report.seconds = time.monotonic() - started
@@ -528,8 +543,45 @@ def sync(meta: Any, dachs: Any, *, table: str, vo: str = "def", full: bool = Fal
                            else report.added - report.deleted)
     if commit:
         dachs.commit()
+        if report.logged and changes is not None:
+            _forget_logged(meta, changes, report)
     report.lap("commit", lap)
     return report
+
+
+#: The most change-log entries one sync removes (the rest go with the next).
+FORGET_AT_ONCE = 100_000
+
+
+def _logged(source: Any, changes: str | None) -> list[int]:
+    """The numbers of the entries of the change log ``changes`` that ``source``'s
+    snapshot sees (the oldest :data:`FORGET_AT_ONCE`); none without a log."""
+    if changes is None:
+        return []
+    with source.cursor() as cursor:
+        cursor.execute("SELECT to_regclass(%s) IS NOT NULL", (changes,))
+        if not cursor.fetchone()[0]:  # capture removed meanwhile
+            return []
+        cursor.execute(f"SELECT seq FROM {changes} ORDER BY seq LIMIT %s", (FORGET_AT_ONCE,))
+        return [seq for seq, in cursor.fetchall()]
+
+
+def _forget_logged(meta: Any, changes: str, report: SyncReport) -> None:
+    """Remove the entries ``report.logged`` from the change log (a write of its own,
+    after the sync's commit: the entries stand for writes the sync applied)."""
+    import psycopg2
+
+    with meta.cursor() as cursor:
+        try:
+            cursor.execute("BEGIN READ WRITE")
+            cursor.execute(f"DELETE FROM {changes} WHERE seq = ANY(%s)", (report.logged,))
+            report.forgotten = cursor.rowcount
+            cursor.execute("COMMIT")
+        except psycopg2.Error as exc:
+            cursor.execute("ROLLBACK")
+            report.warnings.append(
+                f"the change log {changes} keeps {len(report.logged)} entries this sync"
+                f" applied: {' '.join(str(exc).split())}")
 
 
 def _check_columns(cursor: Any, published: str) -> None:
@@ -547,7 +599,8 @@ def _check_columns(cursor: Any, published: str) -> None:
 
 def _sync_rows(cursor: Any, meta: Any, connect: Callable[[], Any] | None, streams: int,
                table: str, vo: str, full: bool, published: str, server_url: str | None,
-               only: Sequence[int] | None, report: SyncReport) -> None:
+               only: Sequence[int] | None, report: SyncReport,
+               changes: str | None = None) -> None:
     """Steps 1 to 4 of the module's text, into a published table that has rows; the
     digests of an incremental sync are read in ``streams`` at once (see :func:`sync`)."""
     columns = ", ".join(f"{name} {_TYPES[name]}" for name in SYNC_COLUMNS)
@@ -557,8 +610,10 @@ def _sync_rows(cursor: Any, meta: Any, connect: Callable[[], Any] | None, stream
                    " ON COMMIT DROP")
     lap = time.monotonic()
     if full:  # every record is fetched: its id and digest come with it
-        _copy_between([(meta, _statement(meta, rows_sql(table, only_ids=False),
-                                         {"vo": vo}))], cursor.connection, "sync_rows")
+        with _shared_snapshot(meta, None, 1):
+            report.logged = _logged(meta, changes)
+            _copy_between([(meta, _statement(meta, rows_sql(table, only_ids=False),
+                                             {"vo": vo}))], cursor.connection, "sync_rows")
         cursor.execute("INSERT INTO sync_keys SELECT meta_id, meta_digest FROM sync_rows")
         report.records = report.fetched = cursor.rowcount
         cursor.execute("CREATE INDEX ON sync_keys (meta_id); ANALYZE sync_keys")
@@ -568,6 +623,7 @@ def _sync_rows(cursor: Any, meta: Any, connect: Callable[[], Any] | None, stream
         if only is not None:
             keys["ids"] = list(only)
         with _shared_snapshot(meta, connect, streams) as sources:
+            report.logged = _logged(meta, changes)
             keys["parts"] = len(sources)
             report.records = _copy_between(
                 [(source, _statement(source, digests_sql(table, only is not None, True),
@@ -687,7 +743,7 @@ def _end_reading(sources: list[Any]) -> None:
 
 def _load(cursor: Any, meta: Any, connect: Callable[[], Any] | None, streams: int,
           table: str, vo: str, published: str, server_url: str | None,
-          report: SyncReport) -> None:
+          report: SyncReport, changes: str | None = None) -> None:
     """A bulk load of every record into the empty ``published`` table.
 
     The metadata connections (``meta`` and ``streams - 1`` from ``connect``, on one
@@ -707,6 +763,7 @@ def _load(cursor: Any, meta: Any, connect: Callable[[], Any] | None, streams: in
         streams = max(1, streams - 1)
     prefix = None if server_url is None else _datalink_prefix(server_url)
     with _shared_snapshot(meta, connect, streams) as sources:  # only while reading
+        report.logged = _logged(meta, changes)
         statements = [(source, _statement(source, load_sql(table, parted=True),
                                           {"vo": vo, "prefix": prefix, "parts": len(sources),
                                            "part": part}))
@@ -936,5 +993,9 @@ def printable_report(report: SyncReport) -> str:
     for reason, count in report.reasons.items():
         shown = ", ".join(repr(did) for did in report.examples.get(reason, ()))
         print(f"  unusable: {count} x {reason}: e.g. {shown}", file=out)
+    if report.forgotten:
+        print(f"  change log: {report.forgotten} applied entries removed", file=out)
+    for warning in report.warnings:
+        print(f"  warning: {warning}", file=out)
     return out.getvalue().rstrip("\n")
 

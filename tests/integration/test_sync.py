@@ -21,6 +21,7 @@ import pytest
 import requests
 from psycopg2.extras import Json
 
+from rucio_rd import checks
 from rucio_rd.stack.demo import Stack
 
 GOOD = {"s_ra": 10.5, "s_dec": -20.25, "access_url": "https://example.org/x.fits",
@@ -369,6 +370,66 @@ def test_with_change_capture_a_write_is_searchable_within_seconds(stack: Stack, 
     assert follower.returncode == 0, err
     assert "captured sync" in out
     assert trigger_count(stack) == 0
+
+
+def logged_writes(stack: Stack) -> int:
+    with meta(stack) as connection, connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM rucio_rd_changes")
+        return cursor.fetchone()[0]
+
+
+def test_without_a_follower_the_scheduled_sync_applies_and_removes_the_logged_writes(
+        stack: Stack, clean, monkeypatch) -> None:
+    synced(stack, "--install-capture")
+    reader = "rucio_rd_it_reader"
+    try:
+        write(stack, "synctest", "logged.fits", GOOD | {"s_ra": 35.25, "s_dec": 12.5})
+        write(stack, "synctest", "logged.fits", GOOD | {"s_ra": 36.25, "s_dec": 12.5})
+        write(stack, "synctest", "gone.fits", GOOD)
+        delete(stack, "synctest", "gone.fits")
+        assert logged_writes(stack) == 4
+        check = subprocess.run(["/usr/bin/rucio-rd", "check"], env=stack.dachs.env(),
+                               cwd="/", capture_output=True, encoding="utf-8", timeout=300)
+        assert re.search(r"^ok\s+metadata table: dids: \d+ records .*; change capture"
+                         r" installed, 4 logged writes waiting$", check.stdout,
+                         re.MULTILINE), check.stdout
+        monkeypatch.setattr(checks, "CAPTURE_BACKLOG_WARN", 3)  # a backlog: a warning
+        with meta(stack) as connection:
+            status, said = checks._capture_backlog(connection, "dids")
+        assert status == checks.WARN and "4 logged writes waiting: is rucio-rd sync --follow" \
+            " running?" in said, said
+        out = synced(stack)
+        assert "change log: 4 applied entries removed" in out, out
+        assert logged_writes(stack) == 0
+        assert "synctest:logged.fits" in cone_dids(stack, 36.25, 12.5)
+        assert published(stack, "synctest:gone.fits") is None
+        # A metadata role that may only read: the sync applies the write, says that the
+        # log keeps its entry, and succeeds.
+        with meta(stack) as connection, connection.cursor() as cursor:
+            cursor.execute(f"DROP ROLE IF EXISTS {reader}")
+            cursor.execute(f"CREATE ROLE {reader} LOGIN")
+            cursor.execute(f"GRANT SELECT ON dids, rucio_rd_changes TO {reader}")
+        write(stack, "synctest", "logged.fits", GOOD | {"s_ra": 37.25, "s_dec": 12.5})
+        result = run_sync(stack, env={"RUCIO_RD_METADATA_DSN":
+                                      f"{stack.rucio.meta_dsn()} user={reader}"})
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert re.search(r"warning: the change log \S+ keeps 1 entries this sync applied:"
+                         r" .*permission denied", result.stdout), result.stdout
+        assert "synctest:logged.fits" in cone_dids(stack, 37.25, 12.5)
+        assert logged_writes(stack) == 1
+    finally:
+        synced(stack, "--remove-capture")
+        with meta(stack) as connection, connection.cursor() as cursor:
+            cursor.execute(f"DROP OWNED BY {reader}" if role_exists(connection, reader)
+                           else "SELECT 1")
+            cursor.execute(f"DROP ROLE IF EXISTS {reader}")
+    assert trigger_count(stack) == 0
+
+
+def role_exists(connection, role: str) -> bool:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM pg_roles WHERE rolname = %s", (role,))
+        return cursor.fetchone()[0] > 0
 
 
 def test_the_services_say_when_the_last_sync_ran_and_the_table_its_rows(stack: Stack,
