@@ -7,7 +7,7 @@ import (rows per second), then times Simple Cone Search requests at random
 positions for radii of 0.1 and 1 degree (median, p95, rows returned).
 
 Nothing here needs Rucio: the import reads the metadata table directly.  All
-traffic goes to 127.0.0.1.  Run (about five minutes for a million rows):
+traffic goes to 127.0.0.1.  Run (under a minute for a million rows here):
 
     .venv/bin/python bench/cone_latency.py [--rows 1000000] [--requests 200]
 """

@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import os
 import random
+import re
 import signal
 import statistics
 import sys
@@ -52,38 +53,52 @@ def rss_mib(pid: int) -> float:
     return float("nan")
 
 
+def _fault(resp: requests.Response) -> str | None:
+    """Why an answer is no good answer (None for a good one)."""
+    if resp.status_code != 200:
+        return f"HTTP {resp.status_code}"
+    found = re.search(rb"\w+Fault: [^<]{0,160}", resp.content)
+    if found is not None:
+        return found.group().decode("utf-8", "replace")
+    return "DALI error" if b'value="ERROR"' in resp.content else None
+
+
 class Mix:
-    """The requests of the mix; each returns whether the answer was a good one."""
+    """The requests of the mix; each returns why the answer was no good one, or None."""
 
     def __init__(self, stack: Stack) -> None:
         self.stack = stack
         self.dids = [f.did for f in all_files(300)]
         self.tap = stack.dachs.server_url + "/tap/sync"
 
-    def cone(self, session: requests.Session, rng: random.Random) -> bool:
+    def cone(self, session: requests.Session, rng: random.Random) -> str | None:
         params = {"RA": f"{rng.uniform(0, 360):.4f}", "DEC": f"{rng.uniform(-60, 60):.4f}",
                   "SR": "5"}
         resp = session.get(self.stack.cone_url, params=params, timeout=60)
-        return resp.status_code == 200 and b'value="ERROR"' not in resp.content
+        return _fault(resp)
 
-    def tap_query(self, session: requests.Session, rng: random.Random) -> bool:
+    def tap_query(self, session: requests.Session, rng: random.Random) -> str | None:
         query = ("SELECT TOP 20 did, s_ra, s_dec FROM rucio.main WHERE 1=CONTAINS("
                  f"POINT('ICRS', s_ra, s_dec), CIRCLE('ICRS', {rng.uniform(0, 360):.3f},"
                  f" {rng.uniform(-60, 60):.3f}, 10))")
         resp = session.post(self.tap, data={"REQUEST": "doQuery", "LANG": "ADQL",
                                             "QUERY": query}, timeout=60)
-        return resp.status_code == 200 and b'value="ERROR"' not in resp.content
+        return _fault(resp)
 
-    def datalink(self, session: requests.Session, did: str, expect_links: bool) -> bool:
+    def datalink(self, session: requests.Session, did: str, expect_links: bool
+                 ) -> str | None:
         url = self.stack.datalink_url + "?" + urllib.parse.urlencode(
             {"ID": did, "client_ip_address": RAL})
         resp = session.get(url, timeout=60)
-        if resp.status_code != 200 or b"<VOTABLE" not in resp.content:
-            return False
-        return not expect_links or b"Fault" not in resp.content
+        if resp.status_code == 200 and b"<VOTABLE" not in resp.content:
+            return "no VOTable"
+        fault = _fault(resp)
+        if fault is not None and fault.startswith("HTTP"):
+            return fault
+        return fault if expect_links else None
 
     def call(self, service: str, session: requests.Session, rng: random.Random,
-             rucio_up: bool) -> bool:
+             rucio_up: bool) -> str | None:
         if service == "cone":
             return self.cone(session, rng)
         if service == "tap":
@@ -96,6 +111,7 @@ def run_phase(mix: Mix, pid: int, clients: int, seconds: float, rucio_up: bool =
               ) -> dict:
     samples: dict[str, list[float]] = defaultdict(list)
     failures: dict[str, int] = defaultdict(int)
+    reasons: dict[str, set[str]] = defaultdict(set)  # a few of each service's
     lock = threading.Lock()
     stop_at = time.monotonic() + seconds
     rss_start = rss_mib(pid)
@@ -107,21 +123,24 @@ def run_phase(mix: Mix, pid: int, clients: int, seconds: float, rucio_up: bool =
             service = rng.choice(SERVICES)
             started = time.perf_counter()
             try:
-                ok = mix.call(service, session, rng, rucio_up)
-            except requests.RequestException:
-                ok = False
+                fault = mix.call(service, session, rng, rucio_up)
+            except requests.RequestException as exc:
+                fault = type(exc).__name__
             elapsed = (time.perf_counter() - started) * 1000
             with lock:
                 samples[service].append(elapsed)
-                if not ok:
+                if fault is not None:
                     failures[service] += 1
+                    if len(reasons[service]) < 3:
+                        reasons[service].add(fault)
 
     threads = [threading.Thread(target=client, args=(index,)) for index in range(clients)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    return {"samples": samples, "failures": failures, "rss": (rss_start, rss_mib(pid))}
+    return {"samples": samples, "failures": failures, "reasons": reasons,
+            "rss": (rss_start, rss_mib(pid))}
 
 
 def report(title: str, result: dict, clients: int, seconds: float) -> None:
@@ -134,6 +153,9 @@ def report(title: str, result: dict, clients: int, seconds: float) -> None:
             continue
         print(f"{service:18} {len(samples):9d} {result['failures'].get(service, 0):9d}"
               f" {statistics.median(samples):10.1f} {percentile(samples, 0.99):9.1f}")
+    for service, reasons in result["reasons"].items():
+        for reason in sorted(reasons):
+            print(f"  {service} failed with: {reason}")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from rucio_rd.sync import SyncReport, sync
+from rucio_rd.sync import SyncReport, forget_sql, sync
 
 __all__ = ["CHANNEL", "apply_logged", "follow", "install", "install_sql", "installed",
            "log_table", "remove", "remove_sql"]
@@ -130,7 +130,7 @@ def apply_logged(meta: Any, reader: Any, dachs: Any, log: str, **options: Any
         return None
     report = sync(reader, dachs, only=ids, **options)
     with meta.cursor() as cursor:
-        cursor.execute(f"DELETE FROM {log} WHERE seq = ANY(%s)", (seqs,))
+        cursor.execute(forget_sql(log), (seqs,))
     meta.commit()
     return report
 

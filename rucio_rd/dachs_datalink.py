@@ -461,8 +461,10 @@ class HttpAnswer:
             text = f"See {location}\n".encode()
             return cls(decision.status, {"location": location,
                                          "content-type": "text/plain; charset=utf-8"}, text)
-        return cls(decision.status, {"content-type": dali.ERROR_MEDIA_TYPE},
-                   dali.error_document(decision.message or "error"))
+        headers = {"content-type": dali.ERROR_MEDIA_TYPE}
+        if decision.retry_after is not None:
+            headers["retry-after"] = str(decision.retry_after)
+        return cls(decision.status, headers, dali.error_document(decision.message or "error"))
 
     def render(self, request: Any) -> Any:
         from twisted.web import server

@@ -403,11 +403,15 @@ class Redirect:
     status: int
     location: str | None = None
     message: str | None = None
+    retry_after: int | None = None  # seconds, for a 503 (HTTP's Retry-After)
 
 
 # The HTTP status of a dlget whose one ID got a fault row.
 _FAULT_STATUS = {Fault.USAGE: 400, Fault.NOT_FOUND: 404, Fault.TRANSIENT: 503,
                  Fault.FATAL: 500, Fault.DEFAULT: 500}
+#: When a client may try a dlget again after a transient fault (Rucio or the site
+#: directory slow or down): long enough for a restart, short for a person waiting.
+RETRY_AFTER_SECONDS = 30
 
 
 def redirect(
@@ -424,7 +428,9 @@ def redirect(
                                      f" scope:name), not {len(ids)}; ask dlmeta for several")
     first = answer(args, seen, None, service).rows[0]
     if isinstance(first, LinkFault):
-        return Redirect(_FAULT_STATUS[first.fault], message=error_message(first)[1])
+        status = _FAULT_STATUS[first.fault]
+        return Redirect(status, message=error_message(first)[1],
+                        retry_after=RETRY_AFTER_SECONDS if status == 503 else None)
     if not isinstance(first, ReplicaLink):  # pragma: no cover - replicas come first
         raise AssertionError(f"the first row of a link set is a replica, not {first!r}")
     return Redirect(303, location=first.access_url)

@@ -32,7 +32,8 @@ built afterwards.
 Nothing is installed in Rucio's database and the metadata connection only reads,
 unless the operator opts in to change capture (:mod:`rucio_rd.capture`); then
 a sync of every record also removes the entries of its change log that it
-has applied (``changes``), so that the log stays short without a follower.
+has applied (``changes``), so that the log stays short without a follower
+(one DaCHS instance per log: the entries of every VO go).
 Syncs of one DaCHS database take turns (an advisory lock).
 """
 
@@ -66,6 +67,7 @@ __all__ = [
     "UNUSABLE",
     "bulk_streams",
     "digests_sql",
+    "forget_sql",
     "load_sql",
     "printable_report",
     "rows_sql",
@@ -134,16 +136,17 @@ def _trimmed(key: str) -> str:
     only when the text starts as one of them would: ``t``, ``f``, ``{``, ``[``).
 
     btrim() with a set walks every character of the text and of the set, so it
-    is called only when the first character or the last byte (in UTF-8: the
-    client encoding :func:`sync` sets) is not printable ASCII, as a whitespace
-    character never is.
+    is called only when the first character or the last byte is not printable
+    ASCII, as a whitespace character never is.  The last byte is that of
+    textsend(), the text in the client encoding (UTF-8, as the server's:
+    :func:`sync` checks and sets both).
     """
     text = f"t_{key}"
     return (f"CASE WHEN {text} IS NULL OR (ascii({text}) IN (116, 102, 123, 91)"
             f" AND ({text} IN ('true', 'false') OR ascii({text}) IN (123, 91))"
             f" AND jsonb_typeof(d->{_literal(key)}) <> 'string') THEN NULL"
             f" WHEN ascii({text}) BETWEEN 33 AND 126 THEN CASE"
-            f" WHEN get_byte(textsend({text}), octet_length({text}) - 1) BETWEEN 33 AND 126"
+            f" WHEN get_byte(textsend({text}), length(textsend({text})) - 1) BETWEEN 33 AND 126"
             f" THEN {text} ELSE btrim({text}, {_literal(WHITESPACE)}) END"
             f" ELSE btrim({text}, {_literal(WHITESPACE)}) END")
 
@@ -193,7 +196,8 @@ def rows_sql(table: str, only_ids: bool, parted: bool = False) -> str:
     array), and with ``parted`` ``%(parts)s`` and ``%(part)s``: only the records
     whose id is ``part`` modulo ``parts`` (one of several parallel streams).
     The rules are those of :func:`rucio_rd.metadata.row_from_record`;
-    the connection's client encoding must be UTF-8 (:func:`_trimmed`);
+    the database and the connection's client encoding must be UTF-8
+    (:func:`_trimmed`);
     ``access_url`` is the metadata's (the caller may replace it).  Each value is
     looked up in the JSON once, turned into a number once (each step a query
     of its own, kept apart by ``OFFSET 0``), then judged and formatted.
@@ -480,7 +484,8 @@ def sync(meta: Any, dachs: Any, *, table: str, vo: str = "def", full: bool = Fal
     Parameters
     ----------
     meta
-        A psycopg2 connection to the metadata database (only read).
+        A psycopg2 connection to the metadata database (only read, but for
+        the entries of ``changes`` it removes).
     dachs
         A psycopg2 connection to DaCHS's database, not in autocommit mode;
         committed once at the end.
@@ -508,7 +513,7 @@ def sync(meta: Any, dachs: Any, *, table: str, vo: str = "def", full: bool = Fal
     report = SyncReport("full" if full else "captured" if only is not None else "incremental")
     if not meta.autocommit:
         meta.set_session(readonly=True, autocommit=True)
-    meta.set_client_encoding("UTF8")  # as rows_sql's trimming expects
+    _check_encoding(meta)
     with dachs.cursor() as cursor:
         # One sync at a time (a scheduled one beside a follower): the second waits.
         cursor.execute("SELECT pg_advisory_xact_lock(%s)", (SYNC_LOCK,))
@@ -543,9 +548,10 @@ def sync(meta: Any, dachs: Any, *, table: str, vo: str = "def", full: bool = Fal
                            else report.added - report.deleted)
     if commit:
         dachs.commit()
-        if report.logged and changes is not None:
-            _forget_logged(meta, changes, report)
-    report.lap("commit", lap)
+    lap = report.lap("commit", lap)
+    if commit and report.logged and changes is not None:
+        _forget_logged(meta, changes, report)
+        report.lap("forget", lap)
     return report
 
 
@@ -553,14 +559,22 @@ def sync(meta: Any, dachs: Any, *, table: str, vo: str = "def", full: bool = Fal
 FORGET_AT_ONCE = 100_000
 
 
-def _logged(source: Any, changes: str | None) -> list[int]:
+def _logged(source: Any, changes: str | None, report: SyncReport) -> list[int]:
     """The numbers of the entries of the change log ``changes`` that ``source``'s
-    snapshot sees (the oldest :data:`FORGET_AT_ONCE`); none without a log."""
+    snapshot sees (the oldest :data:`FORGET_AT_ONCE`); none without a log, or
+    when the metadata role may not read and delete them (the report says so)."""
     if changes is None:
         return []
     with source.cursor() as cursor:
-        cursor.execute("SELECT to_regclass(%s) IS NOT NULL", (changes,))
+        cursor.execute("SELECT to_regclass(%(log)s) IS NOT NULL", {"log": changes})
         if not cursor.fetchone()[0]:  # capture removed meanwhile
+            return []
+        cursor.execute("SELECT has_table_privilege(%(log)s, 'SELECT')"
+                       " AND has_table_privilege(%(log)s, 'DELETE')", {"log": changes})
+        if not cursor.fetchone()[0]:
+            report.warnings.append(
+                f"the change log {changes} keeps the entries this sync applied: this"
+                " metadata role may not read and delete them (GRANT SELECT, DELETE)")
             return []
         cursor.execute(f"SELECT seq FROM {changes} ORDER BY seq LIMIT %s", (FORGET_AT_ONCE,))
         return [seq for seq, in cursor.fetchall()]
@@ -568,20 +582,52 @@ def _logged(source: Any, changes: str | None) -> list[int]:
 
 def _forget_logged(meta: Any, changes: str, report: SyncReport) -> None:
     """Remove the entries ``report.logged`` from the change log (a write of its own,
-    after the sync's commit: the entries stand for writes the sync applied)."""
+    after the sync's commit: the entries stand for writes the sync applied).
+
+    A failure (the connection lost meanwhile, a lock timeout) is a warning in
+    the report, never an error: the sync itself has committed.
+    """
     import psycopg2
 
-    with meta.cursor() as cursor:
-        try:
+    try:
+        with meta.cursor() as cursor:
             cursor.execute("BEGIN READ WRITE")
-            cursor.execute(f"DELETE FROM {changes} WHERE seq = ANY(%s)", (report.logged,))
-            report.forgotten = cursor.rowcount
+            cursor.execute(forget_sql(changes), (report.logged,))
+            forgotten = cursor.rowcount
             cursor.execute("COMMIT")
-        except psycopg2.Error as exc:
-            cursor.execute("ROLLBACK")
-            report.warnings.append(
-                f"the change log {changes} keeps {len(report.logged)} entries this sync"
-                f" applied: {' '.join(str(exc).split())}")
+        report.forgotten = forgotten
+    except psycopg2.Error as exc:
+        report.warnings.append(
+            f"the change log {changes} keeps {len(report.logged)} entries this sync"
+            f" applied: {' '.join(str(exc).split())}")
+        if not meta.closed:
+            try:
+                with meta.cursor() as cursor:
+                    cursor.execute("ROLLBACK")
+            except psycopg2.Error:  # the connection is gone after all
+                pass
+
+
+def forget_sql(changes: str) -> str:
+    """DELETE of the entries numbered ``%s`` (an array) of the change log ``changes``,
+    locked in the order of their numbers first, so that two syncs removing
+    overlapping entries (a scheduled one and a follower) never deadlock."""
+    return (f"DELETE FROM {changes} WHERE seq IN (SELECT seq FROM {changes}"
+            f" WHERE seq = ANY(%s) ORDER BY seq FOR UPDATE)")
+
+
+def _check_encoding(meta: Any) -> None:
+    """Refuse a metadata database that is not UTF-8 (the rules trim Unicode
+    whitespace, which other encodings cannot even spell in a query); read in
+    UTF-8, as :func:`_trimmed` expects."""
+    with meta.cursor() as cursor:
+        cursor.execute("SHOW server_encoding")
+        encoding = cursor.fetchone()[0]
+    if encoding != "UTF8":
+        raise SyncRefused(
+            f"Rucio's metadata database is encoded in {encoding}: rucio_rd reads UTF-8"
+            " metadata databases only (PostgreSQL's and Rucio's usual encoding)")
+    meta.set_client_encoding("UTF8")
 
 
 def _check_columns(cursor: Any, published: str) -> None:
@@ -610,8 +656,8 @@ def _sync_rows(cursor: Any, meta: Any, connect: Callable[[], Any] | None, stream
                    " ON COMMIT DROP")
     lap = time.monotonic()
     if full:  # every record is fetched: its id and digest come with it
-        with _shared_snapshot(meta, None, 1):
-            report.logged = _logged(meta, changes)
+        with _shared_snapshot(meta, None, 1, workers=True):
+            report.logged = _logged(meta, changes, report)
             _copy_between([(meta, _statement(meta, rows_sql(table, only_ids=False),
                                              {"vo": vo}))], cursor.connection, "sync_rows")
         cursor.execute("INSERT INTO sync_keys SELECT meta_id, meta_digest FROM sync_rows")
@@ -622,8 +668,8 @@ def _sync_rows(cursor: Any, meta: Any, connect: Callable[[], Any] | None, stream
         keys: dict[str, Any] = {"vo": vo}
         if only is not None:
             keys["ids"] = list(only)
-        with _shared_snapshot(meta, connect, streams) as sources:
-            report.logged = _logged(meta, changes)
+        with _shared_snapshot(meta, connect, streams, workers=True) as sources:
+            report.logged = _logged(meta, changes, report)
             keys["parts"] = len(sources)
             report.records = _copy_between(
                 [(source, _statement(source, digests_sql(table, only is not None, True),
@@ -670,13 +716,14 @@ def _datalink_prefix(server_url: str) -> str:
 
 @contextlib.contextmanager
 def _shared_snapshot(meta: Any, connect: Callable[[], Any] | None,
-                     streams: int) -> Iterator[list[Any]]:
+                     streams: int, workers: bool = False) -> Iterator[list[Any]]:
     """``meta`` and ``streams - 1`` more connections from ``connect``, each in a
     read-only transaction that sees the same snapshot of the metadata database
     (so that parallel streams agree: no record twice, none lost), for as long
     as the ``with`` block reads.  A server (or pooler) that cannot share a
     snapshot gets one stream.  The more connections are closed afterwards and
-    ``meta`` is back out of any transaction (or the error says it is not)."""
+    ``meta`` is back out of any transaction (or the error says it is not).
+    ``workers``: PostgreSQL may use parallel workers for one stream alone."""
     import psycopg2
 
     sources = [meta]
@@ -690,32 +737,35 @@ def _shared_snapshot(meta: Any, connect: Callable[[], Any] | None,
                     source.set_session(readonly=True, autocommit=True)
                     source.set_client_encoding("UTF8")
                 with meta.cursor() as cursor:
-                    _begin_reading(cursor)
+                    _begin_reading(cursor, workers=False)
                     cursor.execute("SELECT pg_export_snapshot()")
                     snapshot = cursor.fetchone()[0]
                 for source in sources[1:]:
                     with source.cursor() as cursor:
-                        _begin_reading(cursor, snapshot)
+                        _begin_reading(cursor, snapshot, workers=False)
             except psycopg2.Error:
                 _end_reading(sources)
                 del sources[1:]
         if len(sources) == 1:
             with meta.cursor() as cursor:
-                _begin_reading(cursor)
+                _begin_reading(cursor, workers=workers)
         yield sources
     finally:
         _end_reading(sources)
 
 
-def _begin_reading(cursor: Any, snapshot: str | None = None) -> None:
-    """Start the read-only transaction of one stream (on ``snapshot``, if given)."""
+def _begin_reading(cursor: Any, snapshot: str | None = None, *, workers: bool) -> None:
+    """Start the read-only transaction of one stream (on ``snapshot``, if given),
+    without PostgreSQL's parallel workers unless ``workers``."""
     cursor.execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
     if snapshot is not None:
         cursor.execute("SET TRANSACTION SNAPSHOT %s", (snapshot,))
-    # Each stream is one process of its own: PostgreSQL's parallel workers would
-    # only compete with the other streams (and the COPY in) for the cores, and
-    # pass every JSON document between processes.
-    cursor.execute("SET LOCAL max_parallel_workers_per_gather = 0")
+    if not workers:
+        # Each stream is one process of its own: parallel workers would only
+        # compete with the other streams (and the COPY in, which fills the
+        # spatial index) for the cores, and pass every JSON document between
+        # processes.
+        cursor.execute("SET LOCAL max_parallel_workers_per_gather = 0")
 
 
 def _end_reading(sources: list[Any]) -> None:
@@ -758,12 +808,18 @@ def _load(cursor: Any, meta: Any, connect: Callable[[], Any] | None, streams: in
     """
     lap = time.monotonic()
     cursor.execute("SET LOCAL maintenance_work_mem = '256MB'")
+    cursor.execute("SELECT EXISTS (SELECT 1 FROM pg_constraint WHERE confrelid = %s::regclass)",
+                   (published,))
+    if not cursor.fetchone()[0]:
+        # No row is visible, but a table emptied by DELETE still holds the dead ones,
+        # and a kept index their entries: both go (the table is locked anyway).
+        cursor.execute(f"TRUNCATE {published}")
     indexes, kept = _drop_indexes(cursor, published)
     if kept:  # the COPY in fills a GiST index as it goes: that takes a core of its own
         streams = max(1, streams - 1)
     prefix = None if server_url is None else _datalink_prefix(server_url)
     with _shared_snapshot(meta, connect, streams) as sources:  # only while reading
-        report.logged = _logged(meta, changes)
+        report.logged = _logged(meta, changes, report)
         statements = [(source, _statement(source, load_sql(table, parted=True),
                                           {"vo": vo, "prefix": prefix, "parts": len(sources),
                                            "part": part}))
@@ -932,16 +988,22 @@ def _drop_indexes(cursor: Any, published: str) -> tuple[list[str], bool]:
     constraints they back; return the statements that make them again as they
     were (clustering included), and whether GiST indexes were kept.
 
-    A GiST index stays: PostgreSQL 15 builds one whose operator class cannot
-    sort (pgSphere's) by inserting every row in turn, which the COPY does as
-    well, in its own process while the metadata database works on another core
-    (a build afterwards would be as slow and keep the other core idle).
+    A GiST index whose operator classes cannot sort (pgSphere's ``spoint``)
+    stays: PostgreSQL 15 builds one by inserting every row in turn, which the
+    COPY does as well, in its own process while the metadata database works
+    on another core (a build afterwards would be as slow and keep the other
+    core idle).
     """
     cursor.execute("""
         SELECT pg_get_indexdef(i.indexrelid), i.indisclustered,
                quote_ident(n.nspname) || '.' || quote_ident(c.relname),
                quote_ident(c.relname), quote_ident(k.conname), pg_get_constraintdef(k.oid),
                c.relam = (SELECT oid FROM pg_am WHERE amname = 'gist')
+               -- an operator class that sorts (support function 11) builds faster
+               AND NOT EXISTS (SELECT 1 FROM unnest(i.indclass::oid[]) AS k(opclass)
+                               JOIN pg_opclass o ON o.oid = k.opclass
+                               JOIN pg_amproc p ON p.amprocfamily = o.opcfamily
+                                AND p.amproclefttype = o.opcintype AND p.amprocnum = 11)
         FROM pg_index i
         JOIN pg_class c ON c.oid = i.indexrelid
         JOIN pg_namespace n ON n.oid = c.relnamespace

@@ -112,8 +112,13 @@ def test_a_hanging_rucio_leaves_cone_search_its_latency_and_datalink_fails_in_ti
                 during.append(cone_seconds(stack))
                 time.sleep(0.05)
             answers = [future.result() for future in futures]
+        # dlget gives the same fault as an HTTP error to try again later.
+        late = requests.get(stack.datalink_url.replace("/dlmeta", "/dlget"),
+                            params={"ID": "testing:storm-late.fits"}, timeout=120)
     finally:
         os.killpg(pid, signal.SIGCONT)
+    assert late.status_code == 503 and late.headers.get("Retry-After") == "30", (
+        late.status_code, late.headers, late.text)
 
     # DataLink: every request answered within Rucio's limit, with TransientFault rows.
     assert max(elapsed for elapsed, _, _ in answers) < timeout + 3, answers

@@ -17,7 +17,7 @@ import psycopg2
 import pytest
 
 from rucio_rd.metadata import BadRecordError, row_from_record
-from rucio_rd.sync import SYNC_COLUMNS, rows_sql
+from rucio_rd.sync import SYNC_COLUMNS, SyncRefused, rows_sql, sync
 
 DB = "rucio_rd_it_rules"
 BASE = '"s_ra": 10.5, "s_dec": -20.25, "access_url": "https://example.org/x.fits"'
@@ -135,3 +135,19 @@ def test_sql_and_python_agree(judged, scope: str, name: str) -> None:
             assert math.isclose(got, expected, rel_tol=1e-15, abs_tol=0), column
         else:
             assert got == expected, (column, got, expected)
+
+
+def test_a_metadata_database_not_in_utf8_is_refused_saying_so() -> None:
+    database = DB + "_latin1"
+    subprocess.run(["dropdb", "--if-exists", database], check=True)
+    subprocess.run(["createdb", "-E", "LATIN1", "-T", "template0", "--locale=C", database],
+                   check=True)
+    try:
+        connection = psycopg2.connect(dbname=database)
+        try:
+            with pytest.raises(SyncRefused, match="encoded in LATIN1: rucio_rd reads UTF-8"):
+                sync(connection, None, table="dids")  # before anything else is touched
+        finally:
+            connection.close()
+    finally:
+        subprocess.run(["dropdb", "--if-exists", database], check=False)

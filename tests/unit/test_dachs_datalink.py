@@ -225,6 +225,19 @@ def test_dlget_answers_a_fault_with_a_dali_error_document() -> None:
     assert info.text == "NotFoundFault: no <file> \ufffd"
 
 
+def test_dlget_says_when_to_try_again_after_a_transient_fault() -> None:
+    from rucio_rd.datalink import Redirect
+
+    request = FakeRequest()
+    dl.HttpAnswer.of(Redirect(503, message="TransientFault: Rucio is slow",
+                              retry_after=30)).render(request)
+    assert request.code == 503
+    assert request.responseHeaders.getRawHeaders("retry-after") == ["30"]
+    other = FakeRequest()
+    dl.HttpAnswer.of(Redirect(404, message="NotFoundFault: no file")).render(other)
+    assert not other.responseHeaders.hasHeader("retry-after")
+
+
 def test_dlget_percent_encodes_what_is_not_ascii_in_the_location() -> None:
     from rucio_rd.datalink import Redirect
 

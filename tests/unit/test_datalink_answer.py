@@ -334,12 +334,14 @@ def test_dlget_faults_are_errors_with_their_status(args, status, said) -> None:
     answer_ = get(**args)
     assert answer_.status == status and answer_.location is None
     assert said in answer_.message
+    assert answer_.retry_after is None  # nothing changes by waiting
 
 
 def test_dlget_when_rucio_is_down_is_a_server_error_to_retry() -> None:
     rucio = FakeRucio(FILES, error=RucioUnavailable("refused", None, None))
     answer_ = redirect({"ID": "s:both"}, ClientFacts(), lambda: (resolver(rucio), Settings()))
     assert answer_.status == 503 and answer_.message.startswith("TransientFault:")
+    assert answer_.retry_after == 30
 
 
 # --- the file's extra links from its metadata --------------------------------------------
