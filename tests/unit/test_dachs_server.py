@@ -21,6 +21,7 @@ import pytest
 from fakes import PG
 from gavo.base import sqlsupport
 from gavo.svcs import common
+from gavo.votable import coding
 from twisted.internet import address, tcp
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.python import failure
@@ -36,6 +37,7 @@ PATCHED = [
     (sqlsupport.CustomConnectionPool, "_getconn"),
     (common.QueryMeta, "_fillDbOptions"),
     (common.QueryMeta, "asSQL"),
+    (coding, "buildEncoder"),
 ]
 # The classes as imported, before any test (or RD) patched them.
 PRISTINE = {(owner, name): vars(owner).get(name, MISSING) for owner, name in PATCHED}
@@ -518,3 +520,47 @@ def test_a_sort_order_naming_several_columns_sorts_by_each() -> None:
 
 def test_without_the_fix_dachs_runs_the_columns_together() -> None:
     assert sort_sql({"_DBOPTIONS_ORDER": ["_r,meta_id"]}).startswith("ORDER BY _rmeta_id ")
+
+
+# --- VOTable row encoders ----------------------------------------------------------------
+
+
+def _table(*fields: tuple[str, str]):
+    from gavo.votable import V
+
+    return V.TABLE[[V.FIELD(name=name, datatype=datatype,
+                            arraysize="*" if datatype == "char" else None)
+                    for name, datatype in fields]]
+
+
+def test_a_row_encoder_is_compiled_once_per_table_layout() -> None:
+    from gavo.votable import enc_tabledata
+
+    original = coding.buildEncoder(_table(("a", "int"), ("b", "char")), enc_tabledata)
+    dachs_server.install_server_fixes()
+    first = coding.buildEncoder(_table(("a", "int"), ("b", "char")), enc_tabledata)
+    again = coding.buildEncoder(_table(("a", "int"), ("b", "char")), enc_tabledata)
+    other = coding.buildEncoder(_table(("a", "double"), ("b", "char")), enc_tabledata)
+    assert first is again and other is not first
+    assert first([7, "x<y"]) == original([7, "x<y"])
+    assert other([0.5, None]) != first([7, None])
+
+
+def test_binary2_encoders_with_state_of_their_own_are_compiled_anew() -> None:
+    from gavo.votable import enc_binary2
+
+    dachs_server.install_server_fixes()
+    table = _table(("a", "int"))
+    assert coding.buildEncoder(table, enc_binary2) is not coding.buildEncoder(table,
+                                                                              enc_binary2)
+
+
+def test_the_encoder_cache_keeps_the_most_recent_layouts(monkeypatch) -> None:
+    from gavo.votable import enc_tabledata
+
+    monkeypatch.setattr(dachs_server, "ENCODER_CACHE_SIZE", 2)
+    dachs_server.install_server_fixes()
+    first = coding.buildEncoder(_table(("a", "int")), enc_tabledata)
+    coding.buildEncoder(_table(("b", "int")), enc_tabledata)
+    coding.buildEncoder(_table(("c", "int")), enc_tabledata)
+    assert coding.buildEncoder(_table(("a", "int")), enc_tabledata) is not first
