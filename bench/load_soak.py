@@ -60,6 +60,9 @@ def _fault(resp: requests.Response) -> str | None:
     found = re.search(rb"\w+Fault: [^<]{0,160}", resp.content)
     if found is not None:
         return found.group().decode("utf-8", "replace")
+    error = re.search(rb'value="ERROR"[^>]*>([^<]{0,160})', resp.content)
+    if error is not None:
+        return "DALI error: " + error.group(1).decode("utf-8", "replace").strip()
     return "DALI error" if b'value="ERROR"' in resp.content else None
 
 
