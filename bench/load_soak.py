@@ -22,6 +22,7 @@ Run: ``.venv/bin/python bench/load_soak.py`` (``--help`` for the knobs).
 from __future__ import annotations
 
 import argparse
+import html
 import os
 import random
 import re
@@ -60,9 +61,9 @@ def _fault(resp: requests.Response) -> str | None:
     found = re.search(rb"\w+Fault: [^<]{0,160}", resp.content)
     if found is not None:
         return found.group().decode("utf-8", "replace")
-    error = re.search(rb'value="ERROR"[^>]*>([^<]{0,160})', resp.content)
+    error = re.search(rb'value="ERROR"[^>/]*>([^<]{1,160})', resp.content)
     if error is not None:
-        return "DALI error: " + error.group(1).decode("utf-8", "replace").strip()
+        return "DALI error: " + html.unescape(error.group(1).decode("utf-8", "replace")).strip()
     return "DALI error" if b'value="ERROR"' in resp.content else None
 
 

@@ -602,6 +602,7 @@ class RucioDatalinkCore(datalink.DatalinkCore):
         time; this core and its copies memoize none.)
         """
         self.breakCircles()
+        self.run = None  # (the copy's run is its own bound runForMeta: a circle too)
 
     def runForMeta(self, service: Any, inputTable: Any, queryMeta: Any) -> Any:
         try:

@@ -72,10 +72,13 @@ would without it.
    compiles with ``compile()``/``exec`` anew for every answer: about a tenth
    of the server's time for a DataLink answer served from the replica cache.
    The generated source depends only on the FIELDs, and the function keeps
-   no state (its globals are the encoding module's own), so an encoder is
-   now reused for the same source (up to :data:`ENCODER_CACHE_SIZE` of them,
-   the least recently used dropped).  BINARY2's encoders, whose globals hold
-   per-table state, are compiled anew as before.
+   no state (its globals are a copy of the encoding module's own), so an
+   encoder is now reused for the same source (up to
+   :data:`ENCODER_CACHE_SIZE` of them, the least recently used dropped).
+   BINARY2's encoders, whose globals hold per-table state, and those of
+   tables so wide that their source exceeds :data:`ENCODER_SOURCE_MAX`
+   characters (a TAP query may ask for hundreds of columns; what it costs
+   per row outweighs the compiling), are compiled anew as before.
 
 What these do not do: connections accepted before the RD is loaded keep
 Nagle's algorithm for their lifetime (name ``rucio/rucio`` in DaCHS's
@@ -89,6 +92,7 @@ from __future__ import annotations
 
 import collections
 import functools
+import hashlib
 import logging
 import re
 import select
@@ -413,7 +417,10 @@ def _split_sort_keys(keys: Any) -> list[str]:
 # ------------------------------------------------------------ VOTable encoders
 
 #: How many compiled row encoders :func:`_install_encoder_cache` keeps.
-ENCODER_CACHE_SIZE = 256
+ENCODER_CACHE_SIZE = 128
+#: The longest encoder source it keeps (a few hundred characters per column; a
+#: DataLink answer's fifteen columns take about 6,000): at most some 13 MB stay.
+ENCODER_SOURCE_MAX = 100_000
 
 
 def _install_encoder_cache() -> None:
@@ -432,7 +439,9 @@ def _install_encoder_cache() -> None:
             if env is not vars(encoderModule):  # state of its own: compiled anew
                 return original(tableDefinition, encoderModule)
             source = coding.getRowEncoderSource(tableDefinition, encoderModule)
-            key = (encoderModule.__name__, source)
+            if len(source) > ENCODER_SOURCE_MAX:
+                return coding.buildCodec(source, env)
+            key = (encoderModule.__name__, hashlib.sha256(source.encode()).hexdigest())
             with lock:
                 encoder = cache.get(key)
                 if encoder is not None:

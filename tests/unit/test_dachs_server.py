@@ -534,7 +534,7 @@ def _table(*fields: tuple[str, str]):
 
 
 def test_a_row_encoder_is_compiled_once_per_table_layout() -> None:
-    from gavo.votable import enc_tabledata
+    from gavo.votable import enc_binary, enc_tabledata
 
     original = coding.buildEncoder(_table(("a", "int"), ("b", "char")), enc_tabledata)
     dachs_server.install_server_fixes()
@@ -543,16 +543,37 @@ def test_a_row_encoder_is_compiled_once_per_table_layout() -> None:
     other = coding.buildEncoder(_table(("a", "double"), ("b", "char")), enc_tabledata)
     assert first is again and other is not first
     assert first([7, "x<y"]) == original([7, "x<y"])
-    assert other([0.5, None]) != first([7, None])
+    assert other([0.5, "x"]) == "<TR><TD>0.5</TD><TD>x</TD></TR>"
+    binary = coding.buildEncoder(_table(("a", "int"), ("b", "char")), enc_binary)
+    assert binary is not first  # another format, another encoder
+    assert binary is coding.buildEncoder(_table(("a", "int"), ("b", "char")), enc_binary)
 
 
-def test_binary2_encoders_with_state_of_their_own_are_compiled_anew() -> None:
-    from gavo.votable import enc_binary2
+def test_tables_differing_in_a_null_value_get_encoders_of_their_own() -> None:
+    from gavo.votable import V, enc_tabledata
+
+    dachs_server.install_server_fixes()
+    minus_one = coding.buildEncoder(V.TABLE[V.FIELD(name="a", datatype="int")[
+        V.VALUES(null="-1")]], enc_tabledata)
+    minus_two = coding.buildEncoder(V.TABLE[V.FIELD(name="a", datatype="int")[
+        V.VALUES(null="-2")]], enc_tabledata)
+    assert minus_one([None]) == "<TR><TD>-1</TD></TR>"
+    assert minus_two([None]) == "<TR><TD>-2</TD></TR>"
+
+
+def test_binary2_and_very_wide_tables_are_compiled_anew(monkeypatch) -> None:
+    from gavo.votable import enc_binary2, enc_tabledata
 
     dachs_server.install_server_fixes()
     table = _table(("a", "int"))
     assert coding.buildEncoder(table, enc_binary2) is not coding.buildEncoder(table,
                                                                               enc_binary2)
+    assert coding.buildEncoder(table, enc_tabledata) is coding.buildEncoder(table,
+                                                                            enc_tabledata)
+    monkeypatch.setattr(dachs_server, "ENCODER_SOURCE_MAX", 10)
+    wide = _table(("w", "int"))
+    assert coding.buildEncoder(wide, enc_tabledata) is not coding.buildEncoder(
+        wide, enc_tabledata)
 
 
 def test_the_encoder_cache_keeps_the_most_recent_layouts(monkeypatch) -> None:
@@ -561,6 +582,9 @@ def test_the_encoder_cache_keeps_the_most_recent_layouts(monkeypatch) -> None:
     monkeypatch.setattr(dachs_server, "ENCODER_CACHE_SIZE", 2)
     dachs_server.install_server_fixes()
     first = coding.buildEncoder(_table(("a", "int")), enc_tabledata)
-    coding.buildEncoder(_table(("b", "int")), enc_tabledata)
-    coding.buildEncoder(_table(("c", "int")), enc_tabledata)
-    assert coding.buildEncoder(_table(("a", "int")), enc_tabledata) is not first
+    second = coding.buildEncoder(_table(("b", "int")), enc_tabledata)
+    assert coding.buildEncoder(_table(("a", "int")), enc_tabledata) is first  # now recent
+    third = coding.buildEncoder(_table(("c", "int")), enc_tabledata)  # drops b
+    assert coding.buildEncoder(_table(("a", "int")), enc_tabledata) is first
+    assert coding.buildEncoder(_table(("c", "int")), enc_tabledata) is third
+    assert coding.buildEncoder(_table(("b", "int")), enc_tabledata) is not second
