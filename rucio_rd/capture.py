@@ -24,7 +24,7 @@ from typing import Any
 from rucio_rd.sync import SyncReport, forget_sql, sync
 
 __all__ = ["CHANNEL", "apply_logged", "follow", "install", "install_sql", "installed",
-           "log_table", "remove", "remove_sql"]
+           "installed_log", "log_table", "remove", "remove_sql"]
 
 CHANNEL = "rucio_rd_changes"
 LOG_TABLE = "rucio_rd_changes"
@@ -109,6 +109,16 @@ def installed(meta: Any, table: str) -> bool:
 def log_table(meta: Any, table: str) -> str:
     """The qualified name of the change log that capture keeps beside Rucio's ``table``."""
     return f'"{_schema_of(meta, table)}".{LOG_TABLE}'
+
+
+def installed_log(meta: Any, table: str) -> str | None:
+    """:func:`log_table` where capture is installed on ``table``, else None; ``meta``
+    is left out of any transaction."""
+    if not installed(meta, table):
+        return None
+    log = log_table(meta, table)
+    meta.rollback()
+    return log
 
 
 def apply_logged(meta: Any, reader: Any, dachs: Any, log: str, **options: Any

@@ -462,9 +462,9 @@ def _capture_backlog(connection, table: str) -> tuple[Status, str]:
     from rucio_rd import capture
     from rucio_rd.sync import FORGET_AT_ONCE
 
-    if not capture.installed(connection, table):
+    log = capture.installed_log(connection, table)
+    if log is None:
         return OK, ""
-    log = capture.log_table(connection, table)
     try:
         with connection.cursor() as cursor:
             cursor.execute(f"SELECT count(*) FROM {log}")  # noqa: S608 - a quoted name

@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
             if args.follow:
                 return _follow(meta, settings.metadata.dsn, dachs, options)
             report = sync(meta, dachs, full=args.full, **options,
-                          changes=_change_log(meta, options["table"]),
+                          changes=capture.installed_log(meta, options["table"]),
                           connect=lambda: psycopg2.connect(settings.metadata.dsn,
                                                            connect_timeout=10),
                           streams=bulk_streams())
@@ -90,16 +90,6 @@ def main(argv: list[str] | None = None) -> int:
         meta.close()
     print(printable_report(report))
     return 0
-
-
-def _change_log(meta: Any, table: str) -> str | None:
-    """The change log of capture on Rucio's ``table``, where it is installed (``meta``
-    is left out of any transaction)."""
-    if not capture.installed(meta, table):
-        return None
-    log = capture.log_table(meta, table)
-    meta.rollback()
-    return log
 
 
 def _follow(meta: Any, dsn: str, dachs: Any, options: dict[str, Any]) -> int:
@@ -119,7 +109,7 @@ def _follow(meta: Any, dsn: str, dachs: Any, options: dict[str, Any]) -> int:
     reader.autocommit = True
     try:
         print(printable_report(sync(reader, dachs, **options,
-                                    changes=_change_log(meta, options["table"]))),
+                                    changes=capture.installed_log(meta, options["table"]))),
               flush=True)
         capture.follow(meta, reader, dachs, log=lambda text: print(text, flush=True),
                        stop=lambda: bool(stopping), wait=5.0, **options)

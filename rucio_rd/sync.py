@@ -620,9 +620,7 @@ def _check_encoding(meta: Any) -> None:
     """Refuse a metadata database that is not UTF-8 (the rules trim Unicode
     whitespace, which other encodings cannot even spell in a query); read in
     UTF-8, as :func:`_trimmed` expects."""
-    with meta.cursor() as cursor:
-        cursor.execute("SHOW server_encoding")
-        encoding = cursor.fetchone()[0]
+    encoding = meta.info.parameter_status("server_encoding")  # known since connecting
     if encoding != "UTF8":
         raise SyncRefused(
             f"Rucio's metadata database is encoded in {encoding}: rucio_rd reads UTF-8"
